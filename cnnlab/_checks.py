@@ -1,0 +1,175 @@
+"""Argument checking and geometry shared by the NumPy and PyTorch implementations.
+
+Works on plain shapes (tuples of ints), so it imports neither NumPy nor PyTorch. Every error
+names the argument and the offending value or shapes, as DESIGN.md requires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnnlab.shapes import IntOrPair, pair
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Everything a 2-D convolution needs, resolved and checked.
+
+    Attributes
+    ----------
+    batched : bool
+        Whether the input had a batch axis (4-D) rather than being a single (C, H, W) image.
+    stride, dilation : (int, int)
+        Per axis.
+    pads : ((top, bottom), (left, right))
+        Zero padding per side; 'same' with an even effective kernel pads one more at the end,
+        as PyTorch does.
+    kernel_size : (int, int)
+    out_size : (int, int)
+        Output height and width.
+    """
+
+    batched: bool
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pads: Pads
+    kernel_size: tuple[int, int]
+    out_size: tuple[int, int]
+
+
+def _positive(name: str, value: IntOrPair) -> tuple[int, int]:
+    p = pair(value, name)
+    if min(p) < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return p
+
+
+def resolve_padding(
+    padding: IntOrPair | str, kernel_size: tuple[int, int], stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> Pads:
+    """Turn ``padding`` (int, pair, 'valid' or 'same') into per-side pads."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return ((0, 0), (0, 0))
+        if mode == "same":
+            if stride != (1, 1):
+                raise ValueError(
+                    f"padding='same' is only defined for stride 1, got stride={stride}"
+                )
+            pads = []
+            for axis in range(2):
+                total = dilation[axis] * (kernel_size[axis] - 1)
+                pads.append((total // 2, total - total // 2))
+            return (pads[0], pads[1])
+        raise ValueError(f"padding must be an int, an (h, w) pair, 'valid' or 'same', got {padding!r}")
+    p = pair(padding, "padding")
+    if min(p) < 0:
+        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    return ((p[0], p[0]), (p[1], p[1]))
+
+
+def _out_size(
+    in_hw: tuple[int, int], kernel_size: tuple[int, int], stride: tuple[int, int], pads: Pads,
+    dilation: tuple[int, int], what: str,
+) -> tuple[int, int]:
+    out = []
+    for axis in range(2):
+        padded = in_hw[axis] + pads[axis][0] + pads[axis][1]
+        span = dilation[axis] * (kernel_size[axis] - 1) + 1
+        if span > padded:
+            raise ValueError(
+                f"{what} kernel spans {span} pixels on axis {axis} (kernel_size {kernel_size}, "
+                f"dilation {dilation}), more than the padded input of {padded} "
+                f"(input {in_hw}, padding {pads})"
+            )
+        out.append((padded - span) // stride[axis] + 1)
+    return (out[0], out[1])
+
+
+def conv2d_geometry(
+    x_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    bias_shape: tuple[int, ...] | None,
+    stride: IntOrPair,
+    padding: IntOrPair | str,
+    dilation: IntOrPair,
+    groups: int,
+) -> ConvGeometry:
+    """Check the arguments of a 2-D convolution and work out its geometry.
+
+    Shapes follow :func:`torch.nn.functional.conv2d`: ``x`` is (N, C_in, H, W) or (C_in, H, W),
+    ``weight`` is (C_out, C_in / groups, kh, kw), ``bias`` is (C_out,).
+    """
+    x_shape, weight_shape = tuple(x_shape), tuple(weight_shape)
+    if len(x_shape) not in (3, 4):
+        raise ValueError(
+            f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got {len(x_shape)}-D shape {x_shape}"
+        )
+    if len(weight_shape) != 4:
+        raise ValueError(
+            f"weight must be 4-D (C_out, C_in/groups, kh, kw), got {len(weight_shape)}-D shape "
+            f"{weight_shape}"
+        )
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+    batched = len(x_shape) == 4
+    c_in, h, w = x_shape[-3:]
+    c_out, c_per_group, kh, kw = weight_shape
+    if c_in % groups != 0:
+        raise ValueError(f"groups={groups} does not divide the input channels {c_in} (input shape {x_shape})")
+    if c_out % groups != 0:
+        raise ValueError(
+            f"groups={groups} does not divide the output channels {c_out} (weight shape {weight_shape})"
+        )
+    if c_per_group * groups != c_in:
+        raise ValueError(
+            f"channel mismatch: input shape {x_shape} has {c_in} channels, but weight shape "
+            f"{weight_shape} with groups={groups} expects {c_per_group * groups}"
+        )
+    if min(kh, kw) < 1 or min(h, w) < 1:
+        raise ValueError(f"empty input {x_shape} or kernel {weight_shape}")
+    if bias_shape is not None and tuple(bias_shape) != (c_out,):
+        raise ValueError(f"bias must have shape ({c_out},) to match weight shape {weight_shape}, got {tuple(bias_shape)}")
+    s = _positive("stride", stride)
+    d = _positive("dilation", dilation)
+    pads = resolve_padding(padding, (kh, kw), s, d)
+    out = _out_size((h, w), (kh, kw), s, pads, d, "convolution")
+    return ConvGeometry(batched, s, d, pads, (kh, kw), out)
+
+
+def pool2d_geometry(
+    x_shape: tuple[int, ...],
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None,
+    padding: IntOrPair,
+    dilation: IntOrPair = 1,
+) -> ConvGeometry:
+    """Check the arguments of a 2-D pooling layer and work out its geometry.
+
+    ``stride`` defaults to ``kernel_size``; padding may be at most half the effective kernel,
+    as in PyTorch (a window made only of padding has no maximum).
+    """
+    x_shape = tuple(x_shape)
+    if len(x_shape) not in (3, 4):
+        raise ValueError(
+            f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got {len(x_shape)}-D shape {x_shape}"
+        )
+    k = _positive("kernel_size", kernel_size)
+    s = k if stride is None else _positive("stride", stride)
+    d = _positive("dilation", dilation)
+    if isinstance(padding, str):
+        raise ValueError(f"pooling padding must be an int or (h, w) pair, got {padding!r}")
+    pads = resolve_padding(padding, k, s, d)
+    for axis in range(2):
+        half = (d[axis] * (k[axis] - 1) + 1) // 2
+        if pads[axis][0] > half:
+            raise ValueError(
+                f"padding {padding!r} must be at most half the effective kernel size "
+                f"({half} on axis {axis} for kernel_size {k}, dilation {d})"
+            )
+    out = _out_size(tuple(x_shape[-2:]), k, s, pads, d, "pooling")
+    return ConvGeometry(len(x_shape) == 4, s, d, pads, k, out)
