@@ -47,7 +47,9 @@ def _positive(name: str, value: IntOrPair) -> tuple[int, int]:
 
 
 def resolve_padding(
-    padding: IntOrPair | str, kernel_size: tuple[int, int], stride: tuple[int, int],
+    padding: IntOrPair | str,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
     dilation: tuple[int, int],
 ) -> Pads:
     """Turn ``padding`` (int, pair, 'valid' or 'same') into per-side pads."""
@@ -65,7 +67,9 @@ def resolve_padding(
                 total = dilation[axis] * (kernel_size[axis] - 1)
                 pads.append((total // 2, total - total // 2))
             return (pads[0], pads[1])
-        raise ValueError(f"padding must be an int, an (h, w) pair, 'valid' or 'same', got {padding!r}")
+        raise ValueError(
+            f"padding must be an int, an (h, w) pair, 'valid' or 'same', got {padding!r}"
+        )
     p = pair(padding, "padding")
     if min(p) < 0:
         raise ValueError(f"padding must be >= 0, got {padding!r}")
@@ -73,8 +77,12 @@ def resolve_padding(
 
 
 def _out_size(
-    in_hw: tuple[int, int], kernel_size: tuple[int, int], stride: tuple[int, int], pads: Pads,
-    dilation: tuple[int, int], what: str,
+    in_hw: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    pads: Pads,
+    dilation: tuple[int, int],
+    what: str,
 ) -> tuple[int, int]:
     out = []
     for axis in range(2):
@@ -120,7 +128,9 @@ def conv2d_geometry(
     c_in, h, w = x_shape[-3:]
     c_out, c_per_group, kh, kw = weight_shape
     if c_in % groups != 0:
-        raise ValueError(f"groups={groups} does not divide the input channels {c_in} (input shape {x_shape})")
+        raise ValueError(
+            f"groups={groups} does not divide the input channels {c_in} (input shape {x_shape})"
+        )
     if c_out % groups != 0:
         raise ValueError(
             f"groups={groups} does not divide the output channels {c_out} (weight shape {weight_shape})"
@@ -133,7 +143,9 @@ def conv2d_geometry(
     if min(kh, kw) < 1 or min(h, w) < 1:
         raise ValueError(f"empty input {x_shape} or kernel {weight_shape}")
     if bias_shape is not None and tuple(bias_shape) != (c_out,):
-        raise ValueError(f"bias must have shape ({c_out},) to match weight shape {weight_shape}, got {tuple(bias_shape)}")
+        raise ValueError(
+            f"bias must have shape ({c_out},) to match weight shape {weight_shape}, got {tuple(bias_shape)}"
+        )
     s = _positive("stride", stride)
     d = _positive("dilation", dilation)
     pads = resolve_padding(padding, (kh, kw), s, d)
@@ -150,8 +162,8 @@ def pool2d_geometry(
 ) -> ConvGeometry:
     """Check the arguments of a 2-D pooling layer and work out its geometry.
 
-    ``stride`` defaults to ``kernel_size``; padding may be at most half the effective kernel,
-    as in PyTorch (a window made only of padding has no maximum).
+    ``stride`` defaults to ``kernel_size``; padding may be at most half the kernel size, as in
+    PyTorch (so no window is made only of padding).
     """
     x_shape = tuple(x_shape)
     if len(x_shape) not in (3, 4):
@@ -165,11 +177,11 @@ def pool2d_geometry(
         raise ValueError(f"pooling padding must be an int or (h, w) pair, got {padding!r}")
     pads = resolve_padding(padding, k, s, d)
     for axis in range(2):
-        half = (d[axis] * (k[axis] - 1) + 1) // 2
+        half = k[axis] // 2
         if pads[axis][0] > half:
             raise ValueError(
-                f"padding {padding!r} must be at most half the effective kernel size "
-                f"({half} on axis {axis} for kernel_size {k}, dilation {d})"
+                f"padding {padding!r} must be at most half the kernel size "
+                f"({half} on axis {axis} for kernel_size {k})"
             )
     out = _out_size(tuple(x_shape[-2:]), k, s, pads, d, "pooling")
     return ConvGeometry(len(x_shape) == 4, s, d, pads, k, out)

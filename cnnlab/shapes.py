@@ -89,7 +89,9 @@ def _unpair(result: tuple[int, int], as_pair: bool) -> IntOrPair:
 def _at_least(name: str, value: tuple[int, int], minimum: int) -> None:
     for v in value:
         if v < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value if value[0] != value[1] else v}")
+            raise ValueError(
+                f"{name} must be >= {minimum}, got {value if value[0] != value[1] else v}"
+            )
 
 
 def effective_kernel_size(kernel_size: IntOrPair, dilation: IntOrPair = 1) -> IntOrPair:

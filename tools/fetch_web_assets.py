@@ -35,10 +35,15 @@ def _integrity(path: Path) -> str:
 def _npm_pack(spec: str, workdir: Path) -> Path:
     npm = shutil.which("npm")
     if npm is None:
-        sys.exit("fetch_web_assets: npm is not installed; install Node.js (e.g. apt-get install npm)")
+        sys.exit(
+            "fetch_web_assets: npm is not installed; install Node.js (e.g. apt-get install npm)"
+        )
     result = subprocess.run(
         [npm, "pack", "--json", "--silent", spec],
-        cwd=workdir, check=True, capture_output=True, text=True,
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     info = json.loads(result.stdout)
     return workdir / info[0]["filename"]
@@ -49,14 +54,16 @@ def _extract(tarball: Path, files: dict[str, str], dest: Path) -> None:
         members = archive.getmembers()
         for source, target in files.items():
             chosen = [
-                m for m in members
-                if m.isfile() and (m.name == source or (source.endswith("/") and m.name.startswith(source)))
+                m
+                for m in members
+                if m.isfile()
+                and (m.name == source or (source.endswith("/") and m.name.startswith(source)))
             ]
             chosen = [m for m in chosen if not m.name.endswith(".map")]
             if not chosen:
                 sys.exit(f"fetch_web_assets: {source!r} not found in {tarball.name}")
             for member in chosen:
-                relative = member.name[len(source):] if source.endswith("/") else ""
+                relative = member.name[len(source) :] if source.endswith("/") else ""
                 out = dest / target / relative if relative else dest / target
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with archive.extractfile(member) as fin, open(out, "wb") as fout:

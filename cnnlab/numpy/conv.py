@@ -78,7 +78,9 @@ def corr2d(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out
 
 
-def pad2d(x: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]], value: float = 0.0) -> np.ndarray:
+def pad2d(
+    x: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]], value: float = 0.0
+) -> np.ndarray:
     """Pad the last two axes of ``x`` by ``((top, bottom), (left, right))`` with ``value``."""
     if pads == ((0, 0), (0, 0)):
         return x
@@ -187,7 +189,13 @@ def conv2d(
     weight = _as_float_array("weight", weight)
     bias = None if bias is None else _as_float_array("bias", bias)
     geometry = conv2d_geometry(
-        x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, dilation, groups
+        x.shape,
+        weight.shape,
+        None if bias is None else bias.shape,
+        stride,
+        padding,
+        dilation,
+        groups,
     )
     dtype = np.result_type(x, weight) if bias is None else np.result_type(x, weight, bias)
     batch = x if geometry.batched else x[None]
@@ -200,7 +208,11 @@ def conv2d(
     out = np.empty((n, oh * ow, c_out), dtype=dtype)
     for g in range(groups):
         cols = im2col(batch[:, g * c_in_group : (g + 1) * c_in_group], geometry)
-        w = weight[g * out_group : (g + 1) * out_group].reshape(out_group, -1).astype(dtype, copy=False)
+        w = (
+            weight[g * out_group : (g + 1) * out_group]
+            .reshape(out_group, -1)
+            .astype(dtype, copy=False)
+        )
         out[:, :, g * out_group : (g + 1) * out_group] = cols @ w.T
     if bias is not None:
         out += bias.astype(dtype, copy=False)

@@ -38,7 +38,7 @@ def max_pool2d(
     stride : int or (int, int), optional
         Defaults to ``kernel_size`` (non-overlapping windows).
     padding : int or (int, int)
-        At most half the effective kernel size.
+        At most half the kernel size.
     dilation : int or (int, int)
 
     Returns

@@ -62,8 +62,13 @@ def conv2d(
     if bias is not None and not isinstance(bias, torch.Tensor):
         raise TypeError(f"bias must be a torch.Tensor or None, got {type(bias).__name__}")
     geometry = conv2d_geometry(
-        tuple(x.shape), tuple(weight.shape), None if bias is None else tuple(bias.shape),
-        stride, padding, dilation, groups,
+        tuple(x.shape),
+        tuple(weight.shape),
+        None if bias is None else tuple(bias.shape),
+        stride,
+        padding,
+        dilation,
+        groups,
     )
     batch = x if geometry.batched else x.unsqueeze(0)
     (top, bottom), (left, right) = geometry.pads

@@ -1,0 +1,28 @@
+"""The benchmarks run (smoke test in quick mode); their timings are read, never asserted."""
+
+import importlib.util
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_conv_benchmark_quick_prints_ratios(capsys):
+    bench = _load("conv")
+    bench.main(["--quick", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "geometric-mean time ratio cnnlab / torch:" in out
+    assert sum(1 for line in out.splitlines() if "batch" in line) == len(bench.QUICK)
+
+
+def test_gflop_count_matches_direct_count():
+    bench = _load("conv")
+    case = bench.LayerCase("t", batch=2, c_in=3, c_out=4, size=10, kernel=3, stride=2, padding=1)
+    out = (10 + 2 - 3) // 2 + 1  # 5
+    assert case.gflop() == 2 * 2 * 4 * out * out * 3 * 9 / 1e9
