@@ -227,8 +227,9 @@ def show_feature_maps(
     """Show an image and its feature maps under several named kernels, one panel each.
 
     Maps of kernels that sum to 0 (edge detectors) are signed, and drawn on a grey scale
-    symmetric about 0 (mid grey = 0, black = most negative, white = most positive); the others
-    are drawn on a grey scale from their minimum to their maximum.
+    symmetric about 0 (mid grey = 0), clipped at the 99.5th percentile of ``|map|`` so that a few
+    strong edges do not wash out the rest; the others are drawn on a grey scale from their
+    minimum to their maximum.
 
     Parameters
     ----------
@@ -271,7 +272,7 @@ def show_feature_maps(
     for ax, (name, fmap) in zip(flat[1:], maps.items(), strict=False):
         kernel = kernels[name]
         if abs(kernel.sum()) <= 1e-9 * max(1.0, np.abs(kernel).sum()):
-            limit = float(np.abs(fmap).max()) or 1.0
+            limit = float(np.percentile(np.abs(fmap), 99.5)) or 1.0
             ax.imshow(fmap, cmap="gray", vmin=-limit, vmax=limit)
         else:
             ax.imshow(fmap, cmap="gray")
