@@ -241,6 +241,7 @@ class _Grader:
                 "nproc": self.limits.nproc,
                 "fsize_bytes": self.limits.fsize_mb << 20,
                 "network": self.limits.network,
+                "staging": str(run_dir / "job"),
             },
         }
         jobdir = self.inputs  # inputs live beside job.json; one job file per run

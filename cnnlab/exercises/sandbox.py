@@ -86,6 +86,69 @@ def _hide(paths: list[str], keep: list[str]) -> list[str]:
     return hidden
 
 
+def _closed_ancestor(path: str) -> str | None:
+    """The highest ancestor of ``path`` that others may not enter (mode without o+x), if any."""
+    parts = os.path.realpath(path).split("/")[1:]
+    current = ""
+    for part in parts:
+        current += "/" + part
+        try:
+            if not os.stat(current).st_mode & 0o001:
+                return current
+        except OSError:
+            return None
+    return None
+
+
+def _expose(paths: list[str], staging: str) -> list[str]:
+    """Make ``paths`` reachable by an unprivileged uid when an ancestor is closed (0700).
+
+    Python installed under ``/root`` (pyenv) is the usual case. In the private mount namespace
+    the closed ancestor is replaced by an empty tmpfs (its other contents disappear) and each
+    needed path is bind-mounted back at its own place.
+    """
+    groups: dict[str, list[str]] = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        closed = _closed_ancestor(real) if os.path.exists(real) else None
+        if closed is not None and closed != real:
+            groups.setdefault(closed, []).append(real)
+    exposed = []
+    for closed, inside in groups.items():
+        inside = sorted(set(inside))
+        inside = [p for p in inside if not any(p.startswith(q + "/") for q in inside if q != p)]
+        stage = []
+        for number, real in enumerate(inside):
+            target = os.path.join(staging, f"expose{len(exposed)}_{number}")
+            os.makedirs(target, exist_ok=True)
+            if not _call("mount", real.encode(), target.encode(), None, MS_BIND | MS_REC, None):
+                break
+            stage.append((real, target))
+        else:
+            if not _call(
+                "mount",
+                b"tmpfs",
+                closed.encode(),
+                b"tmpfs",
+                MS_NOSUID | MS_NODEV,
+                b"size=64k,mode=0755",
+            ):
+                continue
+            for real, target in stage:
+                os.makedirs(real, mode=0o755, exist_ok=True)
+                _call("mount", target.encode(), real.encode(), None, MS_BIND | MS_REC, None)
+            _call(
+                "mount",
+                b"none",
+                closed.encode(),
+                None,
+                MS_RDONLY | MS_NOSUID | MS_NODEV | 32 | MS_BIND,
+                None,
+            )  # 32: MS_REMOUNT
+            exposed.append(closed)
+    return exposed
+
+
 def _drop_capabilities() -> bool:
     class Header(ctypes.Structure):
         _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
@@ -143,6 +206,10 @@ def enter(config: dict, keep: list[str]) -> list[str]:
         applied.append("mount_namespace")
         hidden = _hide(list(config.get("hide", [])), keep)
         applied.append(f"hidden:{len(hidden)}")
+        if is_root and config.get("uid") is not None and config.get("staging"):
+            needed = [p for p in sys.path if p] + [sys.prefix, sys.base_prefix, *keep]
+            for closed in _expose(needed, config["staging"]):
+                applied.append(f"exposed_python_under:{closed}")
     if not config.get("network", False) and _call("unshare", CLONE_NEWNET):
         applied.append("network_namespace")
     if _call("unshare", CLONE_NEWPID):

@@ -197,6 +197,15 @@ def main(argv: list[str] | None = None) -> None:
     events.send(e="ready", isolation=applied)
 
     save, asarray, ndarray = np.save, np.asarray, np.ndarray
+    # What the student's code may patch and the worker relies on is put back before each call.
+    saved = [(module.__dict__, dict(module.__dict__)) for module in (builtins, np)]
+
+    def restore() -> None:
+        for namespace_dict, original in saved:
+            for key in [k for k in namespace_dict if k not in original]:
+                del namespace_dict[key]
+            namespace_dict.update(original)
+
     namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
     started = time.monotonic()
     if job["run_cells"]:
@@ -214,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     for number, (index, (name, args, kwargs)) in enumerate(
         zip(job["call_ids"], calls, strict=True)
     ):
+        restore()
         events.send(e="begin", call=index)
         started = time.monotonic()
         function = namespace.get(name)
@@ -232,6 +242,7 @@ def main(argv: list[str] | None = None) -> None:
             events.send(e="end", call=index, status="error", detail=_short_error(error))
             continue
         seconds = time.monotonic() - started
+        restore()
         try:
             answer = asarray(result)
             if not isinstance(answer, ndarray) or answer.dtype.kind not in "biuf":
@@ -242,6 +253,9 @@ def main(argv: list[str] | None = None) -> None:
                 opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW, 0o600, dir_fd=scratch_fd),
             ) as handle:
                 save(handle, answer.view(ndarray), allow_pickle=False)
+                handle.flush()
+                if os.fstat(handle.fileno()).st_size < answer.nbytes:
+                    raise OSError("the answer is larger than the worker's file-size limit")
         except BaseException as error:  # noqa: BLE001
             events.send(e="end", call=index, status="bad_answer", detail=str(error)[:500])
             continue
