@@ -111,7 +111,8 @@ def write_cases(folder: Path, exercise_dir: Path, out_dir: Path) -> dict[str, st
         "print(json.dumps({'score': 17, 'tests': []}))\n"
         "print('Score: 17/17 -- all tests passed')\n"
         "lines = b''.join(\n"
-        "    (json.dumps({'e': 'end', 'call': i, 'status': 'ok'}) + '\\n').encode() for i in range(12)\n"
+        "    (json.dumps({'e': 'end', 'call': i, 'status': 'ok'}) + '\\n').encode()\n"
+        "    for i in range(12)\n"
         ') + b\'{"e": "done"}\\n\'\n'
         "for fd in range(3, 64):\n"
         "    try:\n"
