@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cnnlab`` command line; return its exit status."""
     args = _parser().parse_args(argv)
     if args.command == "release":
-        from cnnlab.exercises.release import release
+        from cnnlab.exercises.releasing import release
 
         folder = release(args.exercise, args.out)
         print(f"wrote {folder / 'student.ipynb'} and its visible tests")

@@ -13,7 +13,7 @@ __all__ = ["check", "release", "grade", "grade_submissions", "load_exercise", "T
 
 _WHERE = {
     "check": "cnnlab.exercises.selfcheck",
-    "release": "cnnlab.exercises.release",
+    "release": "cnnlab.exercises.releasing",
     "grade": "cnnlab.exercises.reports",
     "grade_submissions": "cnnlab.exercises.grading",
     "Limits": "cnnlab.exercises.grading",
