@@ -242,6 +242,16 @@ def enter(config: dict, keep: list[str]) -> list[str]:
         set_ok.append("as")
     applied.append("rlimits:" + ",".join(set_ok))
     uid = config.get("uid")
+    if (
+        is_root
+        and uid is not None
+        and "mount_namespace" not in applied
+        and _closed_ancestor(sys.base_prefix) is not None
+    ):
+        # Python lives under a folder the uid cannot enter, and no mount namespace can expose
+        # it: dropping to the uid would break every later import. Stay root (weaker: see README).
+        applied.append(f"uid_skipped:python_under_{_closed_ancestor(sys.base_prefix)}")
+        uid = None
     if is_root and uid is not None:
         try:
             os.setgroups([])
