@@ -1,0 +1,101 @@
+"""The ``cnnlab`` command: ``cnnlab release`` and ``cnnlab grade``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnlab", description="cnnlab exercises: release and grade."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    release = commands.add_parser("release", help="write the student notebook of an exercise")
+    release.add_argument("exercise", help="exercise folder, e.g. exercises/01_cross_correlation")
+    release.add_argument("--out", default="release", help="output folder (default: release)")
+
+    grade = commands.add_parser("grade", help="grade submitted notebooks in isolated workers")
+    grade.add_argument("exercise", help="exercise folder (holds tests.py and source.ipynb)")
+    grade.add_argument("submissions", nargs="+", help="notebooks, or folders of notebooks")
+    grade.add_argument("--out", required=True, help="report folder")
+    grade.add_argument(
+        "--jobs", type=int, default=None, help="workers at a time (default: CPU cores)"
+    )
+    grade.add_argument("--timeout", type=float, default=120.0, help="seconds per submission (120)")
+    grade.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply every test's per-call time limit (1.0)",
+    )
+    grade.add_argument("--memory-mb", type=int, default=2048, help="memory per worker, MiB (2048)")
+    grade.add_argument("--nproc", type=int, default=64, help="processes per worker (64)")
+    grade.add_argument(
+        "--fsize-mb", type=int, default=64, help="largest file a worker writes, MiB (64)"
+    )
+    grade.add_argument(
+        "--uid-base",
+        type=int,
+        default=61000,
+        help="as root, worker slot k runs as uid UID_BASE + k (61000)",
+    )
+    grade.add_argument("--allow-network", action="store_true", help="do not cut the network")
+    grade.add_argument(
+        "--hidden-feedback",
+        choices=["names", "none"],
+        default="names",
+        help="hidden tests in feedback: by name with pass/fail, or only their total",
+    )
+    grade.add_argument(
+        "--gradescope-results",
+        default=None,
+        help="also write the single submission's results.json here",
+    )
+    grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cnnlab`` command line; return its exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "release":
+        from cnnlab.exercises.releasing import release
+
+        folder = release(args.exercise, args.out)
+        print(f"wrote {folder / 'student.ipynb'} and its visible tests")
+        return 0
+    from cnnlab.exercises.grading import Limits
+    from cnnlab.exercises.reports import grade
+
+    limits = Limits(
+        timeout=args.timeout,
+        time_scale=args.time_scale,
+        memory_mb=args.memory_mb,
+        nproc=args.nproc,
+        fsize_mb=args.fsize_mb,
+        uid_base=args.uid_base,
+        network=args.allow_network,
+    )
+    results = grade(
+        args.exercise,
+        args.submissions,
+        args.out,
+        limits=limits,
+        jobs=args.jobs,
+        hidden_feedback=args.hidden_feedback,
+        progress=not args.no_progress,
+        gradescope_results=args.gradescope_results,
+    )
+    for result in results:
+        print(f"{result.id}\t{result.status}\t{result.score:g}/{result.max_score:g}")
+    print(f"reports in {args.out}: grades.csv, feedback/, results/")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,581 @@
+"""Grade submitted notebooks: one isolated worker per submission, comparisons done here.
+
+The grading process computes every expected answer itself from the exercise's references, then
+for each submission starts a fresh worker (:mod:`cnnlab.exercises.worker`) that runs the
+student's code, isolated (:mod:`cnnlab.exercises.sandbox`). The two exchange only JSON lines and
+``.npy`` files. The worker gets the inputs; it never gets the expected answers, the tests file
+or other submissions. Submissions are graded in parallel, and a submission that hangs, blows
+up its memory, forks without end or kills itself only loses its own points.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+import numpy as np
+
+from cnnlab.exercises.compare import compare, read_answer
+from cnnlab.exercises.notebook import read_submission
+from cnnlab.exercises.spec import Exercise, Test, draw_inputs, load_exercise
+
+__all__ = ["Limits", "TestResult", "SubmissionResult", "grade_submissions", "find_submissions"]
+
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+_CNNLAB_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one submission's worker.
+
+    Parameters
+    ----------
+    timeout : float
+        Wall-clock seconds for the whole submission (its cells and every call).
+    time_scale : float
+        Multiplies each test's own per-call ``time_limit`` (raise it on a slow machine).
+    memory_mb : int
+        Address space the student's code may add (RLIMIT_AS above the worker's own).
+    nproc : int
+        Processes and threads (RLIMIT_NPROC, for the worker's uid).
+    fsize_mb : int
+        Largest file the worker may write (RLIMIT_FSIZE); this bounds printed output too.
+    uid_base : int
+        When grading as root, worker slot ``k`` runs as uid ``uid_base + k``.
+    network : bool
+        Leave the network reachable (default: a fresh network namespace, none).
+    """
+
+    timeout: float = 120.0
+    time_scale: float = 1.0
+    memory_mb: int = 2048
+    nproc: int = 64
+    fsize_mb: int = 64
+    uid_base: int = 61000
+    network: bool = False
+
+
+@dataclass
+class TestResult:
+    name: str
+    function: str
+    hidden: bool
+    max_score: float
+    score: float
+    passed: bool
+    status: str  # passed, failed, not_implemented, missing, error, timeout, memory, crashed
+    message: str
+
+
+@dataclass
+class SubmissionResult:
+    id: str
+    path: str
+    status: str  # ok, error, timeout, memory, crashed, invalid
+    score: float
+    max_score: float
+    tests: list[TestResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    cell_errors: list[str] = field(default_factory=list)
+    isolation: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    student_seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Prepared:
+    test: Test
+    args: tuple
+    kwargs: dict
+    expected: np.ndarray
+
+
+def find_submissions(paths: list[str | Path]) -> list[tuple[str, Path]]:
+    """Expand files and folders into ``(id, notebook path)`` pairs, sorted by id.
+
+    A folder contributes its ``*.ipynb`` files (id: the file's stem) and the notebooks one level
+    down (``student/notebook.ipynb``, id: the folder's name). Repeated ids get ``-2``, ``-3``.
+    """
+    found: list[tuple[str, Path]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for nb in sorted(path.glob("*.ipynb")):
+                found.append((nb.stem, nb))
+            for sub in sorted(
+                p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
+            ):
+                notebooks = sorted(sub.glob("*.ipynb"))
+                for nb in notebooks:
+                    ident = sub.name if len(notebooks) == 1 else f"{sub.name}-{nb.stem}"
+                    found.append((ident, nb))
+        elif path.exists():
+            found.append((path.stem, path))
+        else:
+            raise ValueError(f"submission path {str(path)!r} does not exist")
+    seen: dict[str, int] = {}
+    unique = []
+    for ident, nb in found:
+        seen[ident] = seen.get(ident, 0) + 1
+        unique.append((ident if seen[ident] == 1 else f"{ident}-{seen[ident]}", nb.resolve()))
+    return sorted(unique)
+
+
+def _encode(value: object, directory: Path, stem: str) -> dict:
+    if isinstance(value, np.ndarray):
+        name = f"{stem}.npy"
+        np.save(directory / name, value, allow_pickle=False)
+        return {"t": "npy", "file": name}
+    if isinstance(value, tuple | list):
+        return {
+            "t": "tuple",
+            "items": [_encode(v, directory, f"{stem}_{i}") for i, v in enumerate(value)],
+        }
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return {"t": "json", "v": value}
+    raise TypeError(f"test input {value!r} is not plain data (array, number, string, tuple)")
+
+
+def _prepare(exercise: Exercise) -> list[_Prepared]:
+    prepared = []
+    for test in exercise.tests:
+        args, kwargs = draw_inputs(test)
+        expected = np.asarray(test.reference(*args, **kwargs), dtype=float)
+        prepared.append(_Prepared(test, args, kwargs, expected))
+    return prepared
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill every process of ``uid`` (root only; each worker slot has its own uid)."""
+    for _ in range(50):
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found = True
+                    os.kill(int(entry), signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        if not found:
+            return
+        time.sleep(0.02)
+
+
+class _Grader:
+    def __init__(self, exercise: Exercise, limits: Limits, hide: list[str], workdir: Path) -> None:
+        self.exercise = exercise
+        self.limits = limits
+        self.hide = hide
+        self.workdir = workdir
+        self.prepared = _prepare(exercise)
+        self.source = (
+            nbformat.read(str(exercise.source), as_version=4) if exercise.source.exists() else None
+        )
+        self.inputs = workdir / "inputs"
+        self.inputs.mkdir(mode=0o700)
+        self.calls = []
+        for index, item in enumerate(self.prepared):
+            self.calls.append(
+                {
+                    "function": item.test.function,
+                    "args": _encode(item.args, self.inputs, f"in{index}"),
+                    "kwargs": {
+                        k: _encode(v, self.inputs, f"in{index}_{k}") for k, v in item.kwargs.items()
+                    },
+                }
+            )
+        self.is_root = os.geteuid() == 0
+        self.slots: queue.Queue[int] = queue.Queue()
+
+    # One worker run over the calls ``pending`` (indices into self.prepared).
+    def _run_worker(
+        self,
+        ident: str,
+        code,
+        pending: list[int],
+        run_cells: bool,
+        deadline: float,
+        slot: int,
+        state: dict,
+    ) -> list[int]:
+        uid = self.limits.uid_base + slot if self.is_root else None
+        run_dir = Path(tempfile.mkdtemp(prefix=f"run{slot}-", dir=self.workdir))
+        os.chmod(run_dir, 0o711)  # the worker's uid may pass through, not list
+        scratch = run_dir / "scratch"
+        scratch.mkdir(mode=0o700)
+        if uid is not None:
+            os.chown(scratch, uid, uid)
+        job = {
+            "exercise": self.exercise.name,
+            "preload": list(self.exercise.preload),
+            "forbidden": list(self.exercise.forbidden),
+            "cells": code.cells,
+            "run_cells": run_cells,
+            "calls": [self.calls[i] for i in pending],
+            "call_ids": pending,
+            "scratch": str(scratch),
+            "sandbox": {
+                "uid": uid,
+                "hide": self.hide,
+                "memory_bytes": self.limits.memory_mb << 20,
+                "nproc": self.limits.nproc,
+                "fsize_bytes": self.limits.fsize_mb << 20,
+                "network": self.limits.network,
+                "staging": str(run_dir / "job"),
+            },
+        }
+        jobdir = self.inputs  # inputs live beside job.json; one job file per run
+        job_file = run_dir / "job"
+        job_file.mkdir(mode=0o700)
+        for name in os.listdir(jobdir):
+            os.link(jobdir / name, job_file / name)
+        (job_file / "job.json").write_text(json.dumps(job))
+        read_fd, write_fd = os.pipe()
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": _CNNLAB_ROOT,
+            "PYTHONHASHSEED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg",
+            "LANG": "C.UTF-8",
+        }
+        stderr_path = run_dir / "stderr.txt"
+        with open(stderr_path, "wb") as stderr:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-P",
+                    "-s",
+                    "-c",
+                    "from cnnlab.exercises.worker import main; main()",
+                    str(job_file),
+                    str(write_fd),
+                ],
+                pass_fds=(write_fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+                cwd=str(scratch),
+                start_new_session=True,
+            )
+        os.close(write_fd)
+        scratch_fd = os.open(scratch, os.O_DIRECTORY)
+        buffer, received = b"", 0
+        current: int | None = None
+        call_deadline = float("inf")
+        ended: dict[int, dict] = {}
+        killed_for = None
+        exited_at = None
+        done = False
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    killed_for = "submission"
+                    break
+                if now >= call_deadline:
+                    killed_for = "call"
+                    break
+                if exited_at is not None and now - exited_at > 0.5:
+                    break
+                wait = max(0.0, min(deadline, call_deadline, now + 0.2) - now)
+                ready, _, _ = select.select([read_fd], [], [], wait)
+                if process.poll() is not None and exited_at is None:
+                    exited_at = time.monotonic()
+                if not ready:
+                    continue
+                chunk = os.read(read_fd, 65536)
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > MAX_EVENT_BYTES:
+                    state["notes"].append("the worker sent too much protocol data; stopped")
+                    break
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    try:
+                        event = json.loads(line)
+                        kind = event["e"]
+                    except (ValueError, TypeError, KeyError):
+                        continue
+                    if kind == "ready" and isinstance(event.get("isolation"), list):
+                        state["isolation"] = [str(x) for x in event["isolation"]][:20]
+                    elif kind == "cell" and len(state["cell_errors"]) < 50:
+                        cell = event.get("cell")
+                        state["cell_errors"].append(
+                            f"cell {cell}: {str(event.get('error'))[-1500:]}"
+                        )
+                        if event.get("memory"):
+                            state["memory"] = True
+                    elif kind == "done":
+                        done = True
+                    elif kind == "cells_done":
+                        state["student_seconds"] += float(event.get("seconds", 0.0))
+                    elif (
+                        kind == "begin"
+                        and event.get("call") in pending
+                        and event["call"] not in ended
+                    ):
+                        current = event["call"]
+                        test = self.prepared[current].test
+                        call_deadline = time.monotonic() + test.time_limit * self.limits.time_scale
+                    elif kind == "end" and event.get("call") in pending:
+                        ended.setdefault(event["call"], event)
+                        if event.get("status") == "ok":
+                            state["student_seconds"] += float(event.get("seconds", 0.0))
+                        current, call_deadline = None, float("inf")
+        finally:
+            os.close(read_fd)
+            if killed_for is None:
+                try:
+                    process.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    pass
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.wait()
+            if uid is not None:
+                _kill_uid(uid)
+        returncode = process.returncode
+        # Collect answers, now that every process of the worker is gone.
+        for index in pending:
+            event = ended.get(index)
+            if event is None:
+                continue
+            status = str(event.get("status"))
+            if status == "ok":
+                try:
+                    state["answers"][index] = read_answer(scratch_fd, f"answer_{index}.npy")
+                except (OSError, ValueError) as error:
+                    state["outcome"][index] = ("error", f"the answer could not be read: {error}")
+                    continue
+                state["outcome"][index] = ("ok", "")
+            else:
+                state["outcome"][index] = (status, str(event.get("detail", ""))[:1500])
+        os.close(scratch_fd)
+        if killed_for == "call" and current is not None:
+            limit = self.prepared[current].test.time_limit * self.limits.time_scale
+            state["outcome"][current] = ("timeout", f"the call took longer than {limit:g} s")
+            state["timeout"] = True
+        elif killed_for == "submission":
+            state["timeout"] = True
+            state["notes"].append(f"the submission ran out of its {self.limits.timeout:g} s")
+        elif not done or any(i not in ended for i in pending):
+            if returncode and returncode < 0:
+                how = f"killed by signal {signal.Signals(-returncode).name}"
+            elif returncode and returncode > 128:
+                how = f"killed by signal {signal.Signals(returncode - 128).name}"
+            else:
+                how = f"exit code {returncode}"
+            if returncode in (-signal.SIGKILL, 128 + signal.SIGKILL):
+                state["memory"] = True
+            tail = stderr_path.read_bytes()[-600:].decode(errors="replace").strip()
+            state["crashed"] = f"the worker ended early ({how})" + (f": {tail}" if tail else "")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return [i for i in pending if i not in state["outcome"]] if killed_for == "call" else []
+
+    def grade_one(self, ident: str, path: Path) -> SubmissionResult:
+        started = time.monotonic()
+        code = read_submission(path, self.source)
+        result = SubmissionResult(
+            ident, str(path), "ok", 0.0, self.exercise.max_score, notes=list(code.notes)
+        )
+        state = {
+            "answers": {},
+            "outcome": {},
+            "notes": result.notes,
+            "cell_errors": result.cell_errors,
+            "isolation": [],
+            "memory": False,
+            "timeout": False,
+            "crashed": None,
+            "student_seconds": 0.0,
+        }
+        if code.invalid is None:
+            slot = self.slots.get()
+            try:
+                deadline = started + self.limits.timeout
+                pending = list(range(len(self.prepared)))
+                while pending and time.monotonic() < deadline:
+                    pending = self._run_worker(ident, code, pending, True, deadline, slot, state)
+            finally:
+                self.slots.put(slot)
+        result.isolation = state["isolation"]
+        for index, item in enumerate(self.prepared):
+            test = item.test
+            outcome, detail = state["outcome"].get(index, (None, ""))
+            if code.invalid is not None:
+                status, message = "error", code.invalid
+            elif outcome == "ok":
+                passed, message = compare(test, item.expected, state["answers"][index])
+                status = "passed" if passed else "failed"
+            elif outcome is None:
+                if state["timeout"]:
+                    status, message = "timeout", "not run: the submission ran out of time"
+                elif state["crashed"]:
+                    status, message = "crashed", "not run: " + state["crashed"]
+                else:
+                    status, message = "error", "not run"
+            elif outcome == "missing":
+                status, message = (
+                    "missing",
+                    f"{detail}: define `{test.function}` with this exact name",
+                )
+            elif outcome == "not_implemented":
+                status, message = (
+                    "not_implemented",
+                    f"`{test.function}` is not implemented yet (raise NotImplementedError())",
+                )
+            else:
+                status, message = outcome, detail
+            score = float(test.points) if status == "passed" else 0.0
+            result.tests.append(
+                TestResult(
+                    test.name,
+                    test.function,
+                    test.hidden,
+                    float(test.points),
+                    score,
+                    status == "passed",
+                    status,
+                    message,
+                )
+            )
+        result.score = float(sum(t.score for t in result.tests))
+        if code.invalid is not None:
+            result.status = "invalid"
+        elif state["timeout"]:
+            result.status = "timeout"
+        elif state["memory"] or any(t.status == "memory" for t in result.tests):
+            result.status = "memory"
+        elif state["crashed"]:
+            result.status = "crashed"
+            result.notes.append(state["crashed"])
+        elif result.cell_errors or any(
+            t.status not in ("passed", "failed", "not_implemented") for t in result.tests
+        ):
+            result.status = "error"
+        result.wall_seconds = time.monotonic() - started
+        result.student_seconds = state["student_seconds"]
+        return result
+
+
+def _hidden_paths(
+    exercise: Exercise, submissions: list[tuple[str, Path]], out_dir: Path | None
+) -> list[str]:
+    hide = {str(exercise.path)}
+    repo_exercises = Path(_CNNLAB_ROOT) / "exercises"
+    if repo_exercises.is_dir():
+        hide.add(str(repo_exercises))
+    for _, path in submissions:
+        hide.add(str(path.parent))
+        hide.add(str(path))  # used when its folder cannot be covered
+    if out_dir is not None:
+        hide.add(str(out_dir.resolve()))
+    return sorted(hide)
+
+
+def grade_submissions(
+    exercise: Exercise | str | Path,
+    submissions: list[str | Path],
+    *,
+    limits: Limits | None = None,
+    jobs: int | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> list[SubmissionResult]:
+    """Grade notebooks in isolated workers, in parallel; results sorted by submission id.
+
+    Parameters
+    ----------
+    exercise : Exercise or path
+        The exercise (folder with ``tests.py`` and ``source.ipynb``).
+    submissions : list of paths
+        Notebooks, or folders of them (see :func:`find_submissions`).
+    limits : Limits
+        Per-submission resource limits.
+    jobs : int
+        Workers at a time (default: the number of CPU cores).
+    out_dir : path
+        The report folder, hidden from the workers too.
+    progress : bool
+        Show a tqdm progress bar on stderr.
+    """
+    if not isinstance(exercise, Exercise):
+        exercise = load_exercise(exercise)
+    limits = limits or Limits()
+    found = find_submissions(list(submissions))
+    jobs = max(1, min(jobs or os.cpu_count() or 1, max(1, len(found))))
+    workdir = Path(tempfile.mkdtemp(prefix="cnnlab-grade-"))
+    os.chmod(workdir, 0o711 if os.geteuid() == 0 else 0o700)
+    try:
+        grader = _Grader(
+            exercise,
+            limits,
+            _hidden_paths(exercise, found, Path(out_dir) if out_dir else None),
+            workdir,
+        )
+        for slot in range(jobs):
+            grader.slots.put(slot)
+        results: list[SubmissionResult] = []
+        from tqdm.auto import tqdm
+
+        with (
+            ThreadPoolExecutor(max_workers=jobs) as pool,
+            tqdm(
+                total=len(found),
+                desc=f"grading {exercise.name}",
+                unit="nb",
+                disable=not progress,
+                file=sys.stderr,
+            ) as bar,
+        ):
+            futures = {
+                pool.submit(grader.grade_one, ident, path): (ident, path) for ident, path in found
+            }
+            for future in as_completed(futures):
+                ident, path = futures[future]
+                try:
+                    results.append(future.result())
+                except Exception as error:  # noqa: BLE001 (a grader bug must not stop the class)
+                    results.append(
+                        SubmissionResult(
+                            ident,
+                            str(path),
+                            "error",
+                            0.0,
+                            exercise.max_score,
+                            notes=[f"grader error: {type(error).__name__}: {error}"],
+                        )
+                    )
+                bar.update(1)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return sorted(results, key=lambda r: r.id)

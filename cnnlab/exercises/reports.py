@@ -1,0 +1,169 @@
+"""Reports of a grading run: ``grades.csv``, feedback per submission, Gradescope JSON.
+
+Layout of the report folder ``DIR``::
+
+    DIR/grades.csv                    one row per submission: id, status, each test, total
+    DIR/feedback/<id>.md              what the student reads
+    DIR/results/<id>/results.json     Gradescope's format (score, tests[])
+    DIR/isolation.json                the protections each worker ran with
+
+All of it is written by the grading process after the workers are gone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from cnnlab.exercises.grading import Limits, SubmissionResult, grade_submissions
+from cnnlab.exercises.spec import Exercise, load_exercise
+
+__all__ = ["grade", "write_reports", "feedback_markdown", "gradescope_json"]
+
+HIDDEN_FEEDBACK = ("names", "none")
+
+
+def _safe_name(ident: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in ident).lstrip(".")
+    return cleaned or "submission"
+
+
+def _fence(text: str) -> str:
+    return "```\n" + text.replace("```", "'''") + "\n```"
+
+
+def feedback_markdown(
+    result: SubmissionResult, exercise: Exercise, hidden_feedback: str = "names"
+) -> str:
+    """The student's feedback: every visible test with its message; hidden ones as asked."""
+    lines = [
+        f"# Feedback: {exercise.name}, submission `{result.id}`",
+        "",
+        f"**Score: {result.score:g} / {result.max_score:g}** (status: {result.status})",
+        "",
+        "## Visible tests",
+        "",
+    ]
+    for test in (t for t in result.tests if not t.hidden):
+        mark = "PASS" if test.passed else "FAIL"
+        lines.append(f"- **{mark}** `{test.name}` ({test.score:g}/{test.max_score:g})")
+        if not test.passed:
+            lines += ["", _fence(test.message), ""]
+    hidden = [t for t in result.tests if t.hidden]
+    if hidden and hidden_feedback == "names":
+        lines += ["", "## Hidden tests", ""]
+        lines += [
+            f"- **{'PASS' if t.passed else 'FAIL'}** `{t.name}` ({t.score:g}/{t.max_score:g})"
+            for t in hidden
+        ]
+    elif hidden:
+        earned, possible = sum(t.score for t in hidden), sum(t.max_score for t in hidden)
+        lines += ["", f"Hidden tests: {earned:g} / {possible:g} points."]
+    if result.cell_errors:
+        lines += ["", "## Errors while running your notebook", ""]
+        lines += [_fence(e) for e in result.cell_errors[:10]]
+    if result.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes[:30]]
+    return "\n".join(lines) + "\n"
+
+
+def gradescope_json(result: SubmissionResult, hidden_feedback: str = "names") -> dict:
+    """Gradescope's ``results.json`` for one submission."""
+    tests = []
+    for test in result.tests:
+        if test.hidden:
+            output = "passed" if test.passed else "failed"
+            visibility = "after_published" if hidden_feedback == "names" else "hidden"
+        else:
+            output, visibility = test.message, "visible"
+        tests.append(
+            {
+                "name": test.name,
+                "score": test.score,
+                "max_score": test.max_score,
+                "status": "passed" if test.passed else "failed",
+                "output": output,
+                "visibility": visibility,
+            }
+        )
+    notes = [f"status: {result.status}"] + result.notes[:20] + result.cell_errors[:5]
+    return {"score": result.score, "output": "\n".join(notes), "tests": tests}
+
+
+def write_reports(
+    results: list[SubmissionResult],
+    exercise: Exercise,
+    out_dir: str | Path,
+    hidden_feedback: str = "names",
+) -> Path:
+    """Write ``grades.csv``, ``feedback/*.md``, ``results/*/results.json``, ``isolation.json``."""
+    if hidden_feedback not in HIDDEN_FEEDBACK:
+        raise ValueError(
+            f"hidden_feedback must be one of {HIDDEN_FEEDBACK}, got {hidden_feedback!r}"
+        )
+    out = Path(out_dir)
+    (out / "feedback").mkdir(parents=True, exist_ok=True)
+    (out / "results").mkdir(exist_ok=True)
+    names = [t.name for t in exercise.tests]
+    with open(out / "grades.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "status", *names, "total", "max_score"])
+        for result in results:
+            scores = {t.name: t.score for t in result.tests}
+            writer.writerow(
+                [
+                    result.id,
+                    result.status,
+                    *(f"{scores.get(n, 0.0):g}" for n in names),
+                    f"{result.score:g}",
+                    f"{result.max_score:g}",
+                ]
+            )
+    for result in results:
+        name = _safe_name(result.id)
+        (out / "feedback" / f"{name}.md").write_text(
+            feedback_markdown(result, exercise, hidden_feedback)
+        )
+        folder = out / "results" / name
+        folder.mkdir(exist_ok=True)
+        text = json.dumps(gradescope_json(result, hidden_feedback), indent=1) + "\n"
+        (folder / "results.json").write_text(text)
+    isolation = {r.id: r.isolation for r in results}
+    (out / "isolation.json").write_text(json.dumps(isolation, indent=1) + "\n")
+    return out
+
+
+def grade(
+    exercise_dir: str | Path,
+    submissions: list[str | Path],
+    out_dir: str | Path,
+    *,
+    limits: Limits | None = None,
+    jobs: int | None = None,
+    hidden_feedback: str = "names",
+    progress: bool = True,
+    gradescope_results: str | Path | None = None,
+) -> list[SubmissionResult]:
+    """Grade ``submissions`` of the exercise ``exercise_dir``; write the reports to ``out_dir``.
+
+    ``gradescope_results``, when given, also receives the ``results.json`` of the single
+    submission (the ``run_autograder`` use: ``/autograder/results/results.json``).
+    """
+    exercise = load_exercise(exercise_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = grade_submissions(
+        exercise, submissions, limits=limits, jobs=jobs, out_dir=out, progress=progress
+    )
+    write_reports(results, exercise, out, hidden_feedback)
+    if gradescope_results is not None:
+        if len(results) != 1:
+            raise ValueError(f"gradescope_results needs exactly one submission, got {len(results)}")
+        target = Path(gradescope_results)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(gradescope_json(results[0], hidden_feedback), indent=1) + "\n")
+        os.replace(tmp, target)
+    return results

@@ -1,0 +1,157 @@
+"""Self-check: run an exercise's visible tests inside the student's own notebook.
+
+In the student notebook a cell such as ``check("corr2d", corr2d)`` runs every visible test of
+that function and prints a pass/fail report with points. This is advice for the student, not a
+grade: grading happens elsewhere (``cnnlab grade``), in an isolated worker.
+
+The visible tests are found in the notebook's folder: ``visible_tests.json`` and
+``visible_tests.npz`` written by ``cnnlab release``, or, in the instructor's folder,
+``tests.py`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.exercises.compare import compare
+from cnnlab.exercises.spec import Test, draw_inputs, load_exercise
+
+__all__ = ["check", "write_visible_tests", "VISIBLE_JSON", "VISIBLE_NPZ"]
+
+VISIBLE_JSON, VISIBLE_NPZ = "visible_tests.json", "visible_tests.npz"
+
+
+def write_visible_tests(tests: list[Test], folder: Path) -> None:
+    """Store the visible tests (inputs and expected answers, as plain data) in ``folder``."""
+    arrays: dict[str, np.ndarray] = {}
+    entries = []
+
+    def encode(value: object, key: str) -> object:
+        if isinstance(value, np.ndarray):
+            arrays[key] = value
+            return {"t": "npy", "key": key}
+        if isinstance(value, tuple | list):
+            return {"t": "tuple", "items": [encode(v, f"{key}_{i}") for i, v in enumerate(value)]}
+        if isinstance(value, np.generic):
+            value = value.item()
+        return {"t": "json", "v": value}
+
+    for number, test in enumerate(t for t in tests if not t.hidden):
+        args, kwargs = draw_inputs(test)
+        arrays[f"expected{number}"] = np.asarray(test.reference(*args, **kwargs), dtype=float)
+        entries.append(
+            {
+                "name": test.name,
+                "function": test.function,
+                "points": test.points,
+                "args": encode(tuple(args), f"arg{number}"),
+                "kwargs": {k: encode(v, f"kw{number}_{k}") for k, v in kwargs.items()},
+                "expected": f"expected{number}",
+                "rtol": test.rtol,
+                "atol": test.atol,
+                "exact": test.exact,
+                "hint": test.hint,
+                "description": test.description,
+            }
+        )
+    (folder / VISIBLE_JSON).write_text(json.dumps({"tests": entries}, indent=1) + "\n")
+    np.savez_compressed(folder / VISIBLE_NPZ, **arrays)
+
+
+def _load_visible(folder: Path) -> list[tuple[Test, tuple, dict, np.ndarray]]:
+    if (folder / VISIBLE_JSON).is_file():
+        spec = json.loads((folder / VISIBLE_JSON).read_text())
+        with np.load(folder / VISIBLE_NPZ, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+
+        def decode(value: dict) -> object:
+            if value["t"] == "npy":
+                return arrays[value["key"]]
+            if value["t"] == "tuple":
+                return tuple(decode(v) for v in value["items"])
+            return value["v"]
+
+        loaded = []
+        for entry in spec["tests"]:
+            test = Test(
+                entry["name"],
+                entry["function"],
+                (),
+                reference=None,
+                points=entry["points"],
+                rtol=entry["rtol"],
+                atol=entry["atol"],
+                exact=entry["exact"],
+                hint=entry["hint"],
+                description=entry["description"],
+            )
+            kwargs = {k: decode(v) for k, v in entry["kwargs"].items()}
+            loaded.append((test, decode(entry["args"]), kwargs, arrays[entry["expected"]]))
+        return loaded
+    if (folder / "tests.py").is_file():
+        loaded = []
+        for test in load_exercise(folder).visible:
+            args, kwargs = draw_inputs(test)
+            expected = np.asarray(test.reference(*args, **kwargs), dtype=float)
+            loaded.append((test, args, kwargs, expected))
+        return loaded
+    raise FileNotFoundError(
+        f"no {VISIBLE_JSON} or tests.py in {folder}: open the notebook from its exercise folder"
+    )
+
+
+def _copy(value: object) -> object:
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def check(name: str, function: Callable, folder: str | Path = ".") -> None:
+    """Run the visible tests of the student function ``name`` on ``function``; print a report.
+
+    Parameters
+    ----------
+    name : str
+        The function's name in the exercise (``"corr2d"``).
+    function : callable
+        The student's implementation.
+    folder : path
+        Where the visible tests are (default: the current folder, the notebook's own).
+
+    The report is advice only: the grade comes from ``cnnlab grade``, which also runs the
+    hidden tests, in an isolated worker.
+    """
+    tests = [item for item in _load_visible(Path(folder)) if item[0].function == name]
+    if not tests:
+        raise ValueError(f"the exercise has no visible test of a function named {name!r}")
+    earned = total = 0.0
+    lines = []
+    for test, args, kwargs, expected in tests:
+        total += test.points
+        started = time.perf_counter()
+        try:
+            got = function(*_copy(args), **_copy(kwargs))
+            answer = np.asarray(got)
+            if answer.dtype.kind not in "biuf":
+                raise TypeError(f"returned {type(got).__name__}, not an array of numbers")
+            passed, message = compare(test, expected, answer)
+        except NotImplementedError:
+            passed, message = False, "not implemented yet"
+        except Exception as error:  # noqa: BLE001 (report any student error)
+            passed, message = False, f"raised {type(error).__name__}: {error}"
+        seconds = time.perf_counter() - started
+        earned += test.points if passed else 0.0
+        mark = "PASS" if passed else "FAIL"
+        points = f"{test.points if passed else 0:g}/{test.points:g}"
+        lines.append(f"  {mark} {test.name} [{points}]" + ("" if passed else f": {message}"))
+        if seconds > 10:
+            lines.append(f"       (took {seconds:.0f} s: the grader has time limits)")
+    print(f"{name}: {earned:g}/{total:g} points on the visible tests")
+    print("\n".join(lines))
+    if earned == total:
+        print("All visible tests pass. Hidden tests run when your notebook is graded.")

@@ -1,0 +1,165 @@
+"""The exercise format: graded tests, and loading an exercise folder.
+
+An exercise is a folder ``exercises/NN_name/`` holding ``source.ipynb`` (the instructor's
+notebook) and ``tests.py``. ``tests.py`` is ordinary Python that the *grading process* imports
+(never the worker that runs student code). It defines:
+
+``TESTS``
+    a list of :class:`Test`, one per graded call of a student function;
+``FORBIDDEN``
+    dotted names of library functions replaced, inside the grading worker, by stubs that raise
+    (for example ``"scipy.signal.correlate2d"``);
+``PRELOAD``
+    modules the worker imports before the student's code runs (optional; ``numpy`` always).
+
+The expected answer of every test is computed by the grading process from ``Test.reference``;
+the worker only ever sees the inputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Test", "Exercise", "load_exercise", "draw_inputs"]
+
+
+@dataclass(frozen=True)
+class Test:
+    """One graded call of a student function, compared with a reference.
+
+    Parameters
+    ----------
+    name : str
+        Unique test name, shown in reports (for example ``"corr2d_small"``).
+    function : str
+        Name of the student function that the test calls.
+    args : callable or tuple
+        The positional arguments: a tuple, or ``args(rng) -> tuple`` where ``rng`` is a
+        ``numpy.random.Generator`` seeded from the test name (so every run sees the same
+        inputs). Arguments are arrays, numbers, strings, ``None`` or tuples of those.
+    reference : callable
+        ``reference(*args, **kwargs)`` computes the expected answer, in the grading process.
+    kwargs : mapping
+        Keyword arguments (plain data), passed as given.
+    points : float
+        Points the test is worth.
+    hidden : bool
+        Hidden tests are not released to students and their feedback shows pass/fail only.
+    rtol, atol : float
+        Tolerances of ``np.allclose(got, expected, rtol, atol)``.
+    exact : bool
+        Compare with ``np.array_equal`` instead (integer answers such as output sizes).
+    time_limit : float
+        Wall-clock seconds the call may take inside the worker.
+    hint : str
+        What to look at when the test fails; shown under the failure message.
+    description : str
+        One line saying what the test checks.
+    """
+
+    name: str
+    function: str
+    args: Callable[[np.random.Generator], tuple] | tuple
+    reference: Callable[..., Any]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    points: float = 1.0
+    hidden: bool = False
+    rtol: float = 1e-6
+    atol: float = 1e-8
+    exact: bool = False
+    time_limit: float = 5.0
+    hint: str = ""
+    description: str = ""
+
+
+def draw_inputs(test: Test) -> tuple[tuple, dict]:
+    """Return the ``(args, kwargs)`` of ``test``, drawn from a generator seeded by its name.
+
+    Examples
+    --------
+    >>> t = Test("t", "f", lambda rng: (rng.normal(size=2),), reference=lambda x: x)
+    >>> a, _ = draw_inputs(t)
+    >>> b, _ = draw_inputs(t)
+    >>> bool((a[0] == b[0]).all())
+    True
+    """
+    rng = np.random.default_rng(zlib.crc32(test.name.encode()))
+    args = test.args(rng) if callable(test.args) else test.args
+    return tuple(args), dict(test.kwargs)
+
+
+@dataclass
+class Exercise:
+    """An exercise folder, loaded: its tests, forbidden names and paths."""
+
+    name: str
+    path: Path
+    tests: list[Test]
+    forbidden: tuple[str, ...] = ()
+    preload: tuple[str, ...] = ("numpy",)
+    functions: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> Path:
+        """The instructor notebook ``source.ipynb``."""
+        return self.path / "source.ipynb"
+
+    @property
+    def visible(self) -> list[Test]:
+        return [t for t in self.tests if not t.hidden]
+
+    @property
+    def max_score(self) -> float:
+        return float(sum(t.points for t in self.tests))
+
+
+def _import_file(path: Path) -> ModuleType:
+    module_name = f"_cnnlab_exercise_tests_{zlib.crc32(str(path).encode()):08x}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:  # pragma: no cover
+        raise ValueError(f"cannot import tests file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_exercise(path: str | Path) -> Exercise:
+    """Load the exercise folder ``path`` (it holds ``tests.py`` and ``source.ipynb``).
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has no ``tests.py`` or its tests are malformed (duplicate names, no tests).
+    """
+    path = Path(path).resolve()
+    tests_file = path / "tests.py"
+    if not tests_file.is_file():
+        raise ValueError(f"exercise folder {str(path)!r} has no tests.py")
+    module = _import_file(tests_file)
+    tests = list(getattr(module, "TESTS", []))
+    if not tests or not all(isinstance(t, Test) for t in tests):
+        raise ValueError(f"{tests_file} must define TESTS, a non-empty list of Test")
+    names = [t.name for t in tests]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{tests_file} has duplicate test names {duplicates}")
+    functions: Sequence[str] = list(dict.fromkeys(t.function for t in tests))
+    preload = tuple(dict.fromkeys(("numpy", *getattr(module, "PRELOAD", ()))))
+    return Exercise(
+        name=path.name,
+        path=path,
+        tests=tests,
+        forbidden=tuple(getattr(module, "FORBIDDEN", ())),
+        preload=preload,
+        functions=tuple(functions),
+    )

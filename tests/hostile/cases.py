@@ -1,0 +1,251 @@
+"""Hostile submissions for exercise 01, written on demand (never stored as .ipynb files, so
+that nbval, which runs every stored notebook, never runs them).
+
+Each case starts from an honest notebook, ``wrong`` (a cross-correlation that flips the kernel,
+with a correct ``conv_output_size``) or ``solution``, and adds an attack. Honest runs should
+earn exactly what ``wrong`` earns or less: no attack may raise a score.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import nbformat
+
+WRONG_CORR2D = """def corr2d(image, kernel):
+    image, kernel = np.asarray(image, float), np.asarray(kernel, float)[::-1, ::-1]
+    kh, kw = kernel.shape
+    out = np.zeros((image.shape[0] - kh + 1, image.shape[1] - kw + 1))
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = np.sum(image[i : i + kh, j : j + kw] * kernel)
+    return out
+"""
+
+WRONG_CONV2D = """def conv2d(x, weight, bias=None, stride=1, padding=0):
+    sh, sw = (stride, stride) if np.isscalar(stride) else stride
+    ph, pw = (padding, padding) if np.isscalar(padding) else padding
+    x = np.pad(np.asarray(x, float), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    weight = np.asarray(weight, float)[:, :, ::-1, ::-1]
+    o, c, kh, kw = weight.shape
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    n, _, oh, ow = win.shape[:4]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    out = (cols @ weight.reshape(o, -1).T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+    return out if bias is None else out + np.asarray(bias)[None, :, None, None]
+"""
+
+SIZE = """def conv_output_size(size, kernel_size, stride=1, padding=0):
+    return (size + 2 * padding - kernel_size) // stride + 1
+"""
+
+
+def _cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            return cell
+    raise KeyError(grade_id)
+
+
+def _append(nb: nbformat.NotebookNode, source: str) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(nb)
+    nb.cells.append(nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def _wrong(source_nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(source_nb)
+    _cell(nb, "corr2d").source = WRONG_CORR2D
+    _cell(nb, "conv2d").source = WRONG_CONV2D
+    _cell(nb, "conv_output_size").source = SIZE
+    return nb
+
+
+def write_cases(folder: Path, exercise_dir: Path, out_dir: Path) -> dict[str, str]:
+    """Write every case into ``folder``; return ``{id: what it attempts}``.
+
+    ``exercise_dir`` and ``out_dir`` are the real paths of the exercise and the report folder,
+    which the attacks try to read or write (as a student who guessed them would).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    source = nbformat.read(str(exercise_dir / "source.ipynb"), as_version=4)
+    wrong = _wrong(source)
+    cases: dict[str, tuple[str, nbformat.NotebookNode | str]] = {}
+
+    cases["solution_a"] = ("the instructor solution", source)
+    cases["solution_z"] = ("the instructor solution, again", source)
+    cases["honest_wrong"] = ("an honest wrong answer (flipped kernel)", wrong)
+    magics = copy.deepcopy(source)
+    magics.cells.insert(1, nbformat.v4.new_code_cell("%matplotlib inline\n!ls\nx = 1"))
+    magics.cells.insert(2, nbformat.v4.new_code_cell("%%bash\necho hi"))
+    cases["solution_with_magics"] = ("the solution with IPython magics", magics)
+
+    cases["h_infinite_loop"] = (
+        "an endless loop at top level",
+        _append(wrong, "while True:\n    pass"),
+    )
+    slow = copy.deepcopy(wrong)
+    _cell(slow, "corr2d").source = WRONG_CORR2D.replace(
+        "    image, kernel =",
+        "    if np.shape(image) == np.shape(kernel):\n        while True:\n            pass\n"
+        "    image, kernel =",
+    )
+    cases["h_endless_call"] = ("one call that never returns", slow)
+    cases["h_memory_bomb"] = (
+        "allocating without end",
+        _append(wrong, "hog = []\nwhile True:\n    hog.append(bytearray(64 * 1024 * 1024))"),
+    )
+    cases["h_fork_bomb"] = (
+        "a fork bomb",
+        _append(wrong, "import os\nwhile True:\n    os.fork()"),
+    )
+    cases["h_os_exit"] = (
+        "os._exit(0) after defining functions",
+        _append(wrong, "import os\nos._exit(0)"),
+    )
+    cases["h_sys_exit"] = ("sys.exit(0)", _append(wrong, "import sys\nsys.exit(0)"))
+    fake = (
+        "import os, json\n"
+        "print(json.dumps({'score': 17, 'tests': []}))\n"
+        "print('Score: 17/17 -- all tests passed')\n"
+        "lines = b''.join(\n"
+        "    (json.dumps({'e': 'end', 'call': i, 'status': 'ok'}) + '\\n').encode()\n"
+        "    for i in range(12)\n"
+        ') + b\'{"e": "done"}\\n\'\n'
+        "for fd in range(3, 64):\n"
+        "    try:\n"
+        "        os.write(fd, lines)\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    cases["h_fake_score"] = ("printing a fake score and fake protocol events", _append(wrong, fake))
+    out = str(out_dir)
+    write = (
+        "import json, os\n"
+        f"targets = ['.', {out!r}, os.path.join({out!r}, 'results', 'h_write_reports'), "
+        "'/autograder/results']\n"
+        "for target in targets:\n"
+        "    try:\n"
+        "        os.makedirs(target, exist_ok=True)\n"
+        "        with open(os.path.join(target, 'grades.csv'), 'w') as f:\n"
+        "            f.write('id,total\\nh_write_reports,17\\n')\n"
+        "        with open(os.path.join(target, 'results.json'), 'w') as f:\n"
+        "            json.dump({'score': 17}, f)\n"
+        "    except OSError as error:\n"
+        "        print('blocked:', target, error)\n"
+    )
+    cases["h_write_reports"] = ("writing grades.csv and results.json", _append(wrong, write))
+    patch = (
+        "import builtins\n"
+        "import numpy as np\n"
+        "np.allclose = lambda *a, **k: True\n"
+        "np.isclose = lambda a, b, *r, **k: np.ones(np.shape(a), bool)\n"
+        "np.array_equal = lambda *a, **k: True\n"
+        "np.asarray = lambda a, *r, **k: a\n"
+        "builtins.isinstance = lambda *a: True\n"
+        "builtins.AssertionError = type('Quiet', (Exception,), {})\n"
+    )
+    cases["h_patch_builtins"] = ("redefining numpy comparisons and builtins", _append(wrong, patch))
+    liar = copy.deepcopy(wrong)
+    _cell(liar, "corr2d").source = (
+        "class Liar:\n"
+        "    def __eq__(self, other):\n"
+        "        return True\n"
+        "    __hash__ = object.__hash__\n"
+        "def corr2d(image, kernel):\n"
+        "    return Liar()\n"
+    )
+    _cell(liar, "conv2d").source = (
+        "class Agreeable(np.ndarray):\n"
+        "    def __eq__(self, other):\n"
+        "        return np.ones(np.shape(other), bool)\n"
+        "    def __array_finalize__(self, obj):\n"
+        "        pass\n"
+        "def conv2d(x, weight, bias=None, stride=1, padding=0):\n"
+        "    return np.zeros((1,)).view(Agreeable)\n"
+    )
+    cases["h_always_equal"] = ("an object whose __eq__ is always true; a lying ndarray", liar)
+    steal = (
+        "import json, pathlib\n"
+        "import cnnlab\n"
+        f"candidates = [pathlib.Path({str(exercise_dir)!r}),\n"
+        "              pathlib.Path(cnnlab.__file__).parents[1] / 'exercises' / "
+        f"{exercise_dir.name!r}]\n"
+        "for folder in candidates:\n"
+        "    try:\n"
+        "        print((folder / 'tests.py').read_text()[:100])\n"
+        "        nb = json.loads((folder / 'source.ipynb').read_text())\n"
+        "    except OSError as error:\n"
+        "        print('blocked:', error)\n"
+        "        continue\n"
+        "    for cell in nb['cells']:\n"
+        "        if cell['cell_type'] == 'code' and 'check(' not in ''.join(cell['source']):\n"
+        "            exec(''.join(cell['source']))\n"
+        "    break\n"
+    )
+    cases["h_read_hidden"] = (
+        "reading the hidden tests and the solution from disk",
+        _append(wrong, steal),
+    )
+    forbidden = copy.deepcopy(wrong)
+    _cell(forbidden, "corr2d").source = (
+        "from scipy.signal import correlate2d\n"
+        "def corr2d(image, kernel):\n"
+        "    return correlate2d(image, kernel, mode='valid')\n"
+    )
+    _cell(forbidden, "conv2d").source = (
+        "import cnnlab.numpy\n"
+        "def conv2d(x, weight, bias=None, stride=1, padding=0):\n"
+        "    return cnnlab.numpy.conv2d(x, weight, bias, stride=stride, padding=padding)\n"
+    )
+    _cell(forbidden, "conv_output_size").source = "from cnnlab.shapes import conv_output_size\n"
+    cases["h_forbidden_import"] = ("calling forbidden library functions", forbidden)
+    cases["h_huge_output"] = (
+        "printing gigabytes",
+        _append(wrong, "line = 'x' * 1_000_000\nfor _ in range(100_000):\n    print(line)"),
+    )
+    killer = (
+        "import os, signal\n"
+        "for pid in range(1, 4096):\n"
+        "    try:\n"
+        "        os.kill(pid, signal.SIGKILL)\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    cases["h_kill_everything"] = ("signalling every process it can name", _append(wrong, killer))
+    cases["h_malformed_json"] = (
+        "a notebook that is not JSON",
+        '{"cells": [ {"cell_type": "code", ',
+    )
+    renamed = copy.deepcopy(source)
+    _cell(renamed, "corr2d").source = _cell(source, "corr2d").source.replace(
+        "def corr2d", "def corr2d_v2"
+    )
+    _cell(renamed, "conv2d").source = _cell(source, "conv2d").source.replace(
+        "def conv2d", "def conv_2d"
+    )
+    cases["h_renamed_function"] = ("functions renamed (corr2d_v2, conv_2d)", renamed)
+    retyped = copy.deepcopy(wrong)
+    _cell(retyped, "corr2d").cell_type = "markdown"
+    cell = _cell(retyped, "corr2d")
+    for key in ("outputs", "execution_count"):
+        cell.pop(key, None)
+    _cell(retyped, "check_conv2d").cell_type = "raw"
+    for key in ("outputs", "execution_count"):
+        _cell(retyped, "check_conv2d").pop(key, None)
+    cases["h_changed_cell_type"] = (
+        "an answer cell turned to markdown, a test cell to raw",
+        retyped,
+    )
+
+    described = {}
+    for ident, (what, content) in cases.items():
+        path = folder / f"{ident}.ipynb"
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            path.write_text(json.dumps(content, indent=1))
+        described[ident] = what
+    return described

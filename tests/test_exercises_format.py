@@ -1,0 +1,78 @@
+"""Exercise format: solution stripping, release, checksums, reading bad notebooks, self-check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cnnlab.cli import main
+from cnnlab.exercises import check, load_exercise
+from cnnlab.exercises.notebook import read_submission, strip_solutions
+
+EXERCISE = Path(__file__).resolve().parents[1] / "exercises" / "01_cross_correlation"
+
+
+def test_strip_solutions_keeps_indentation_and_rejects_unbalanced_markers():
+    cell = "def f():\n    x = 1\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n"
+    assert (
+        strip_solutions(cell)
+        == "def f():\n    x = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    )
+    with pytest.raises(ValueError, match="without"):
+        strip_solutions("### BEGIN SOLUTION\nx = 1")
+
+
+def test_exercise_loads_with_visible_and_hidden_tests():
+    exercise = load_exercise(EXERCISE)
+    assert {"corr2d", "conv2d", "conv_output_size"} == set(exercise.functions)
+    assert exercise.visible and len(exercise.visible) < len(exercise.tests)
+    assert "scipy.signal.correlate2d" in exercise.forbidden
+
+
+def test_release_writes_a_student_notebook_without_solutions(tmp_path):
+    assert main(["release", str(EXERCISE), "--out", str(tmp_path)]) == 0
+    folder = tmp_path / EXERCISE.name
+    nb = nbformat.read(str(folder / "student.ipynb"), as_version=4)
+    text = json.dumps(nb)
+    assert "BEGIN SOLUTION" not in text and "sliding_window_view(x" not in text
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert sum(src.count("raise NotImplementedError()") for src in code) == 3
+    assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
+    locked = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("locked")]
+    assert locked and all("checksum" in c.metadata["cnnlab"] for c in locked)
+    assert not (folder / "tests.py").exists()
+    visible = json.loads((folder / "visible_tests.json").read_text())
+    hidden = {t.name for t in load_exercise(EXERCISE).tests if t.hidden}
+    assert hidden.isdisjoint(t["name"] for t in visible["tests"])
+
+
+def test_self_check_in_the_released_folder(tmp_path, capsys):
+    main(["release", str(EXERCISE), "--out", str(tmp_path)])
+    folder = tmp_path / EXERCISE.name
+
+    def corr2d(image, kernel):  # an independent solution: scipy's valid correlation
+        from scipy.signal import correlate2d
+
+        return correlate2d(image, kernel, mode="valid")
+
+    check("corr2d", corr2d, folder=folder)
+    report = capsys.readouterr().out
+    assert "corr2d: 3/3 points" in report and "FAIL" not in report
+
+    def not_done(image, kernel):
+        raise NotImplementedError()
+
+    check("corr2d", not_done, folder=folder)
+    assert "0/3 points" in capsys.readouterr().out
+
+
+def test_read_submission_survives_bad_files(tmp_path):
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("{not json")
+    assert "not a readable notebook" in read_submission(bad).invalid
+    empty = tmp_path / "empty.ipynb"
+    empty.write_text(json.dumps({"cells": "nope", "nbformat": 4, "metadata": {}}))
+    assert read_submission(empty).invalid is not None

@@ -1,0 +1,214 @@
+"""The grader against the instructor solution, the released notebook and hostile submissions.
+
+One batch holds every case and is graded once (module fixture), with short limits; each test
+then checks one case. The baseline is ``honest_wrong``, an honest attempt that flips the kernel
+(a convolution, not a cross-correlation) and gets ``conv_output_size`` right: no attack may earn
+more than it.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cnnlab.exercises import Limits, grade, load_exercise, release
+
+ROOT = Path(__file__).resolve().parents[1]
+EXERCISE = ROOT / "exercises" / "01_cross_correlation"
+LIMITS = Limits(timeout=15, memory_mb=512, nproc=32, fsize_mb=64)
+
+_spec = importlib.util.spec_from_file_location("hostile_cases", ROOT / "tests/hostile/cases.py")
+cases = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cases)
+
+HOSTILE = [
+    "h_infinite_loop",
+    "h_endless_call",
+    "h_memory_bomb",
+    "h_fork_bomb",
+    "h_os_exit",
+    "h_sys_exit",
+    "h_fake_score",
+    "h_write_reports",
+    "h_patch_builtins",
+    "h_always_equal",
+    "h_read_hidden",
+    "h_forbidden_import",
+    "h_huge_output",
+    "h_kill_everything",
+    "h_malformed_json",
+    "h_renamed_function",
+    "h_changed_cell_type",
+]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grading")
+    subs, out = root / "submissions", root / "out"
+    described = cases.write_cases(subs, EXERCISE, out)
+    folder = release(EXERCISE, root / "release")
+    shutil.copy(folder / "student.ipynb", subs / "released.ipynb")
+    results = grade(EXERCISE, [subs], out, limits=LIMITS, jobs=2, progress=False)
+    # A second, clean batch: the same honest notebooks graded without the attackers around.
+    clean = root / "clean"
+    clean.mkdir()
+    for ident in ("solution_a", "honest_wrong"):
+        shutil.copy(subs / f"{ident}.ipynb", clean / f"{ident}.ipynb")
+    clean_results = grade(EXERCISE, [clean], root / "clean_out", limits=LIMITS, progress=False)
+    return {
+        "by_id": {r.id: r for r in results},
+        "ids": [r.id for r in results],
+        "described": described,
+        "out": out,
+        "clean": {r.id: r for r in clean_results},
+    }
+
+
+def test_every_case_is_graded_and_sorted(graded):
+    expected = sorted([*graded["described"], "released"])
+    assert graded["ids"] == expected
+    assert len(HOSTILE) >= 12 and set(HOSTILE) <= set(graded["described"])
+
+
+def test_solution_scores_full_marks(graded):
+    exercise = load_exercise(EXERCISE)
+    for ident in ("solution_a", "solution_z", "solution_with_magics"):
+        result = graded["by_id"][ident]
+        assert result.status == "ok", (ident, result.notes, result.cell_errors)
+        assert result.score == exercise.max_score, [(t.name, t.message) for t in result.tests]
+
+
+def test_magics_are_skipped_with_a_note(graded):
+    notes = " ".join(graded["by_id"]["solution_with_magics"].notes)
+    assert "%matplotlib inline" in notes and "%%bash" in notes
+
+
+def test_released_notebook_scores_zero_not_implemented(graded):
+    result = graded["by_id"]["released"]
+    assert result.score == 0
+    assert {t.status for t in result.tests} == {"not_implemented"}
+    assert all("not implemented" in t.message for t in result.tests)
+
+
+def test_honest_wrong_answer_earns_only_conv_output_size(graded):
+    result = graded["by_id"]["honest_wrong"]
+    passed = {t.name for t in result.tests if t.passed}
+    assert passed == {
+        t.name for t in load_exercise(EXERCISE).tests if t.function == "conv_output_size"
+    }
+    failing = next(t for t in result.tests if t.name == "corr2d_random")
+    assert "first at index" in failing.message and "Hint:" in failing.message
+
+
+def test_attackers_leave_other_grades_unchanged(graded):
+    for ident, clean in graded["clean"].items():
+        attacked = graded["by_id"][ident]
+        assert [(t.name, t.score, t.status) for t in attacked.tests] == [
+            (t.name, t.score, t.status) for t in clean.tests
+        ]
+
+
+@pytest.mark.parametrize("ident", HOSTILE)
+def test_attack_earns_no_more_than_an_honest_wrong_answer(graded, ident):
+    baseline = graded["by_id"]["honest_wrong"].score
+    result = graded["by_id"][ident]
+    assert result.score <= baseline, (
+        ident,
+        result.status,
+        [(t.name, t.status) for t in result.tests],
+    )
+
+
+@pytest.mark.parametrize(
+    "ident, status",
+    [
+        ("h_infinite_loop", "timeout"),
+        ("h_endless_call", "timeout"),
+        ("h_memory_bomb", "memory"),
+        ("h_os_exit", "crashed"),
+        ("h_malformed_json", "invalid"),
+    ],
+)
+def test_status_names_the_failure(graded, ident, status):
+    assert graded["by_id"][ident].status == status
+
+
+def test_infinite_loop_scores_zero(graded):
+    assert graded["by_id"]["h_infinite_loop"].score == 0
+
+
+def test_endless_call_times_out_alone(graded):
+    tests = {t.name: t for t in graded["by_id"]["h_endless_call"].tests}
+    assert tests["corr2d_kernel_as_large_as_image"].status == "timeout"
+    assert tests["conv_output_size_floor"].passed  # calls after the timeout still ran
+
+
+def test_fork_bomb_is_bounded_and_leaves_no_process(graded):
+    result = graded["by_id"]["h_fork_bomb"]
+    assert any(
+        "BlockingIOError" in e or "Resource temporarily unavailable" in e
+        for e in result.cell_errors
+    )
+    if os.geteuid() == 0:
+        leftovers = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    uid = os.stat(f"/proc/{entry}").st_uid
+                except FileNotFoundError:
+                    continue
+                if LIMITS.uid_base <= uid < LIMITS.uid_base + 64:
+                    leftovers.append(entry)
+        assert leftovers == []
+
+
+def test_forbidden_functions_raise_in_the_worker(graded):
+    result = graded["by_id"]["h_forbidden_import"]
+    assert result.score == 0
+    messages = " ".join(t.message for t in result.tests)
+    assert "cnnlab.numpy.conv2d is forbidden" in messages
+    assert "conv_output_size is forbidden" in messages
+    assert "correlate2d is forbidden" in messages or "scipy" in messages
+
+
+def test_hidden_files_are_unreadable(graded):
+    result = graded["by_id"]["h_read_hidden"]
+    if not any(i.startswith("mount_namespace") for i in result.isolation):
+        pytest.skip("no mount namespace here: hiding relies on file permissions (see README)")
+    assert result.score == graded["by_id"]["honest_wrong"].score
+
+
+def test_reports_are_the_graders_own(graded):
+    out = graded["out"]
+    with open(out / "grades.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["id"] for r in rows] == graded["ids"]
+    row = next(r for r in rows if r["id"] == "h_write_reports")
+    assert float(row["total"]) == graded["by_id"]["h_write_reports"].score
+    assert not (out / "results.json").exists()
+    for ident, result in graded["by_id"].items():
+        data = json.loads((out / "results" / ident / "results.json").read_text())
+        assert data["score"] == result.score
+        assert {"name", "score", "max_score", "status", "output", "visibility"} <= set(
+            data["tests"][0]
+        )
+
+
+def test_feedback_hides_hidden_details(graded):
+    text = (graded["out"] / "feedback" / "honest_wrong.md").read_text()
+    assert "corr2d_random" in text and "first at index" in text  # a visible test, with detail
+    hidden_line = next(line for line in text.splitlines() if "conv2d_stride_padding_pairs" in line)
+    assert "FAIL" in hidden_line and "index" not in hidden_line
+    assert len((graded["out"] / "feedback" / "h_huge_output.md").read_text()) < 50_000
+
+
+def test_changed_cell_type_is_noted(graded):
+    notes = " ".join(graded["by_id"]["h_changed_cell_type"].notes)
+    assert "changed type" in notes and "markdown" in notes
