@@ -18,13 +18,13 @@ __all__ = ["animation_html", "offline_jshtml"]
 # Font Awesome icon class -> the symbol that replaces it on the button.
 _ICON_SYMBOLS = {
     "fa-minus": "\u2212",  # minus sign: slower
-    "fa-fast-backward": "\u23ee",  # first frame
+    "fa-fast-backward": "\u21e4",  # first frame
     "fa-step-backward": "\u25c1",  # previous frame
     "fa-play fa-flip-horizontal": "\u25c0",  # play backwards
-    "fa-pause": "\u23f8",  # pause
+    "fa-pause": "\u275a\u275a",  # pause
     "fa-play": "\u25b6",  # play
     "fa-step-forward": "\u25b7",  # next frame
-    "fa-fast-forward": "\u23ed",  # last frame
+    "fa-fast-forward": "\u21e5",  # last frame
     "fa-plus": "+",  # faster
 }
 _CDN_STYLESHEET = re.compile(r"<link[^>]*font-awesome[^>]*>\s*", re.IGNORECASE)
