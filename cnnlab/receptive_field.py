@@ -808,8 +808,9 @@ def receptive_field_of(
         Stop at this submodule (qualified name, as in ``named_modules``, e.g. ``'layer4'``) or
         graph node instead of the module's output.
     stages : bool or sequence of str
-        ``True``: report the field after each direct child module, in order of use; a sequence
-        of names: after each of those submodules.
+        ``True``: report the field after each direct child module, in order of use, up to the
+        first one the field cannot pass (a classifier's ``flatten``, say); a sequence of names:
+        after each of those submodules (an error if one has no field).
     custom : mapping from module type to callable, optional
         Geometry of module types the tracer does not know: each callable takes the module and
         returns a :class:`Layer`, or ``None`` for a pointwise layer.
@@ -865,6 +866,8 @@ def receptive_field_of(
     targets = {name: resolve(name) for name in wanted}
     if output is not None:
         final = resolve(output)
+    elif stages is True:
+        final = targets[wanted[-1]] if wanted else nodes[0]
     else:
         final = next(node for node in nodes if node.op == "output")
         result = final.args[0]
@@ -886,40 +889,61 @@ def receptive_field_of(
         stack.extend(node.all_input_nodes)
 
     fields: dict[str, _Field | None] = {}
+    failures: dict[str, ValueError] = {}  # node name -> why its field is undefined
     placeholders = [node for node in nodes if node.op == "placeholder"]
     for node in nodes:
         if node.name not in needed:
             continue
+        failed = [failures[arg.name] for arg in node.all_input_nodes if arg.name in failures]
+        if failed:
+            failures[node.name] = failed[0]
+            continue
         where = _describe(node, modules)
+        try:
+            fields[node.name] = _node_field(node, where, module, modules, fields, custom)
+        except ValueError as error:
+            if node.op == "placeholder":
+                raise
+            failures[node.name] = error
         if node.op == "placeholder":
             if node is not placeholders[0]:
-                raise ValueError(f"receptive_field_of follows one input, but forward also takes "
-                                 f"'{node.target}'")  # fmt: skip
+                raise ValueError(
+                    f"receptive_field_of follows one input, but forward also takes '{node.target}'"
+                )
             fields[node.name] = _Field((1, 1), (1, 1), (0, 0), (h, w))
-        elif node.op == "get_attr":
-            fields[node.name] = None
-        elif node.op == "call_module":
-            inputs = [fields[arg.name] for arg in node.all_input_nodes
-                      if fields.get(arg.name) is not None]  # fmt: skip
-            if not inputs:
-                fields[node.name] = None
-            elif len(inputs) > 1:
-                raise UnknownLayerError(f"{where} takes {len(inputs)} image inputs")
-            else:
-                fields[node.name] = _module_rule(modules[node.target], inputs[0], where, custom)
-        elif node.op in ("call_function", "call_method"):
-            fields[node.name] = _function_rule(node, module, fields, where)
-    field = fields[final.name]
-    if field is None:
-        raise ValueError(f"the output '{final.name}' does not depend on the input")
+
+    def field_at(node: Any, label: str) -> ReceptiveField:
+        if node.name in failures:
+            raise failures[node.name]
+        if fields.get(node.name) is None:
+            raise ValueError(f"{label} '{node.name}' does not depend on the input")
+        return fields[node.name].result()
+
     if not wanted:
-        return field.result()
+        return field_at(final, "the output")
     report = {}
     for name, node in targets.items():
-        if fields.get(node.name) is None:
-            raise ValueError(f"stage {name!r} does not depend on the input")
-        report[name] = fields[node.name].result()
+        if stages is True and node.name in failures:
+            break  # report the stages up to the first one the field cannot pass
+        report[name] = field_at(node, "stage")
     return report
+
+
+def _node_field(
+    node: Any, where: str, root: Any, modules: Mapping[str, Any], fields: dict, custom: Mapping
+) -> _Field | None:
+    """Field of one graph node from its inputs' fields (None: carries no field)."""
+    if node.op in ("placeholder", "get_attr", "output"):
+        return None  # the placeholder is filled in by the caller
+    if node.op == "call_module":
+        inputs = [fields[arg.name] for arg in node.all_input_nodes
+                  if fields.get(arg.name) is not None]  # fmt: skip
+        if not inputs:
+            return None
+        if len(inputs) > 1:
+            raise UnknownLayerError(f"{where} takes {len(inputs)} image inputs")
+        return _module_rule(modules[node.target], inputs[0], where, custom)
+    return _function_rule(node, root, fields, where)
 
 
 # --------------------------------------------------------------------------------------------
