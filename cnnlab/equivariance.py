@@ -534,7 +534,7 @@ def format_reports(reports: Sequence[LayerReport], shifts: Sequence[tuple[int, i
     layer      type           stride  measure       shift (1, 0)
     0          Conv2d         1       equivariance  0.000
     """
-    header = f"{'layer':<10} {'type':<14} {'stride':<7} {'measure':<13}" + "".join(
+    header = f"{'layer':<10} {'type':<18} {'stride':<7} {'measure':<13}" + "".join(
         f" {'shift ' + str(tuple(s)):>13}" for s in shifts
     )
     lines = [header.rstrip()]
@@ -544,5 +544,5 @@ def format_reports(reports: Sequence[LayerReport], shifts: Sequence[tuple[int, i
             f" {f'{e:.3f}' + ('*' if not g else ' '):>13}"
             for e, g in zip(r.errors, r.on_grid, strict=True)
         )
-        lines.append(f"{r.name:<10} {r.layer:<14} {stride:<7} {r.measure:<13}{cells}".rstrip())
+        lines.append(f"{r.name:<10} {r.layer:<18} {stride:<7} {r.measure:<13}{cells}".rstrip())
     return "\n".join(lines)
