@@ -67,11 +67,20 @@ def browser():
 
 
 def _open(browser, url):
-    """Open url; return the page and the list of every URL it requested."""
+    """Open url; return the page and the list of every URL it requested.
+
+    Every request for a file of the site must succeed: a missing asset (a font, a script)
+    fails the test here.
+    """
     page = browser.new_page(viewport={"width": 1280, "height": 2000})
-    requested = []
+    requested, failed = [], []
     page.on("request", lambda request: requested.append(request.url))
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.status} {r.url}"))
     page.goto(url, wait_until="networkidle")
+    page.wait_for_timeout(500)  # late requests: fonts of widgets and math
+    failed = [f for f in failed if not f.endswith("/favicon.ico")]
+    assert failed == [], f"{url}: requests failed: {failed}"
     return page, requested
 
 
@@ -137,5 +146,18 @@ def test_animations_show_first_frame_and_controls(server, browser, path):
         page.screenshot(
             path=str(SITE.parent / "screenshots" / (Path(path).stem + ".png")), full_page=False
         )
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("path", CHAPTERS)
+def test_widgets_render_as_controls(server, browser, path):
+    if "application/vnd.jupyter.widget-view+json" not in (SITE / path).read_text():
+        pytest.skip(f"{path} has no stored widget")
+    page, _ = _open(browser, f"{server}/{path}")
+    try:
+        # The HTML manager replaces each stored widget view with live DOM controls.
+        page.wait_for_selector(".jupyter-widgets.widget-slider, .jupyter-widgets .widget-slider", timeout=20000)
+        assert page.locator(".widget-slider").count() >= 1
     finally:
         page.close()
