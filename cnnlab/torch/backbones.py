@@ -6,7 +6,9 @@ keep stride 1 and dilate their convolutions instead, the way DeepLabv3 ("Rethink
 Convolution for Semantic Image Segmentation") turns a classification network into a dense
 feature extractor: every stride of 2 that is removed doubles the dilation of the layers after
 it, so those layers still see as far in the input (the receptive field is kept) while the
-feature map stays 2 or 4 times larger.
+feature map stays 2 or 4 times larger. As in torchvision's ResNet
+(``replace_stride_with_dilation``), the convolution that loses its stride keeps the dilation it
+had; the ones after it take the doubled dilation. That keeps the receptive field exactly.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ def stage_plan(output_stride: int) -> list[tuple[int, int]]:
     """Return ``(stride, dilation)`` for each of the five stages at the given output stride.
 
     Stages run at stride 2 until their product reaches ``output_stride``; each later stage has
-    stride 1 and twice the dilation of the one before (DeepLabv3's rule).
+    stride 1 and twice the dilation of the one before (DeepLabv3's rule). The dilation given is
+    that of the stage's second convolution; its first convolution (the one that would have had
+    stride 2) keeps the previous stage's dilation.
 
     Parameters
     ----------
@@ -101,8 +105,10 @@ class TinyBackbone(nn.Module):
     """Five-stage convolutional backbone with output stride 32, 16 or 8.
 
     Stage ``n`` (1 to 5) is two 3x3 convolutions, each followed by batch norm and ReLU; the
-    first carries the stage's stride, both carry its dilation (see :func:`stage_plan`), and the
-    padding equals the dilation. Channels are ``width * (1, 2, 4, 8, 8)``.
+    first carries the stage's stride and the previous stage's dilation, the second the stage's
+    dilation (see :func:`stage_plan`); every padding equals its dilation. Channels are
+    ``width * (1, 2, 4, 8, 8)``. The receptive field (187 pixels) is the same at every output
+    stride.
 
     Parameters
     ----------
@@ -141,15 +147,15 @@ class TinyBackbone(nn.Module):
         self.output_stride = output_stride
         self.plan = stage_plan(output_stride)
         self.channels = [width * m for m in (1, 2, 4, 8, 8)]
-        stages, c_in = [], in_channels
+        stages, c_in, previous = [], in_channels, 1
         for (stride, dilation), c_out in zip(self.plan, self.channels, strict=True):
             stages.append(
                 nn.Sequential(
-                    _conv_bn_relu(c_in, c_out, stride, dilation),
+                    _conv_bn_relu(c_in, c_out, stride, previous),
                     _conv_bn_relu(c_out, c_out, 1, dilation),
                 )
             )
-            c_in = c_out
+            c_in, previous = c_out, dilation
         self.stages = nn.ModuleList(stages)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -184,12 +190,13 @@ class TinyBackbone(nn.Module):
             One row per stage.
         """
         size = pair(input_size, "input_size")
-        rows, total = [], 1
+        rows, total, previous = [], 1, 1
         for number, ((stride, dilation), channels) in enumerate(
             zip(self.plan, self.channels, strict=True), start=1
         ):
-            size = pair(conv_output_size(size, 3, stride, dilation, dilation))
+            size = pair(conv_output_size(size, 3, stride, previous, previous))
             size = pair(conv_output_size(size, 3, 1, dilation, dilation))
+            previous = dilation
             total *= stride
             rows.append(StageShape(number, stride, dilation, channels, size, total))
         return rows

@@ -426,6 +426,8 @@ def animate_conv_geometry(
     >>> anim = animate_conv_geometry(5, 3, stride=2)
     >>> len(list(anim.new_frame_seq()))
     4
+    >>> "<script" in anim.to_jshtml()   # what a notebook shows with IPython's HTML
+    True
     """
     g = _resolve(input_size, kernel_size, stride, padding, dilation, transposed, output_padding)
     fig, ax = plt.subplots(figsize=figsize, dpi=dpi)
