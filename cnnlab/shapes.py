@@ -26,6 +26,11 @@ __all__ = [
     "effective_kernel_size",
     "same_padding",
     "output_stride",
+    "split_padding",
+    "conv_input_sizes",
+    "transposed_output_size",
+    "conv_params",
+    "conv_macs",
 ]
 
 
@@ -269,3 +274,262 @@ def output_stride(strides: Iterable[IntOrPair]) -> IntOrPair:
         total[0] *= sp[0]
         total[1] *= sp[1]
     return _unpair((total[0], total[1]), _is_pair(*strides))
+
+
+def split_padding(total_padding: int) -> tuple[int, int]:
+    """Split a *total* padding ``P`` (both sides together) into ``(before, after)`` per side.
+
+    Some books write the output-size law with the total padding of an axis,
+    ``o = floor((i + P - d(k - 1) - 1) / s) + 1``; this module (like PyTorch) uses the padding
+    ``p`` on *each* side, ``P = 2p``. An odd ``P`` cannot be split evenly: the extra pixel goes
+    at the end (bottom or right), as PyTorch's ``padding='same'`` and TensorFlow do.
+
+    Parameters
+    ----------
+    total_padding : int
+        Total zero padding ``P`` of one axis, at least 0.
+
+    Returns
+    -------
+    (int, int)
+        ``(P // 2, P - P // 2)``: padding before and after.
+
+    Examples
+    --------
+    >>> split_padding(2)
+    (1, 1)
+    >>> split_padding(3)
+    (1, 2)
+    """
+    total = _check_int("total_padding", total_padding)
+    if total < 0:
+        raise ValueError(f"total_padding must be >= 0, got {total}")
+    return (total // 2, total - total // 2)
+
+
+def conv_input_sizes(
+    output_size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> range:
+    """Return every input size that a convolution maps to ``output_size`` (one axis).
+
+    The floor in ``o = floor((i + 2p - d(k - 1) - 1) / s) + 1`` throws away a remainder
+    between 0 and ``s - 1``, so ``s`` consecutive input sizes share one output size:
+
+    .. math:: i \\in [\\, (o - 1)s + d(k - 1) + 1 - 2p,\\; (o - 1)s + d(k - 1) + 1 - 2p + s - 1 \\,]
+
+    (only sizes of at least 1 are kept). This is why a transposed convolution needs
+    ``output_padding`` to say which of them to produce.
+
+    Parameters
+    ----------
+    output_size : int
+        The output size ``o``, at least 1.
+    kernel_size, stride, padding, dilation : int
+        As in :func:`conv_output_size`, one axis.
+
+    Returns
+    -------
+    range
+        The input sizes, in increasing order (``s`` of them unless the smallest would be < 1).
+
+    Examples
+    --------
+    >>> list(conv_input_sizes(4, kernel_size=3, stride=2, padding=1))
+    [7, 8]
+    >>> list(conv_input_sizes(3, kernel_size=3))
+    [5]
+    """
+    o = _check_int("output_size", output_size)
+    k = _check_int("kernel_size", kernel_size)
+    s = _check_int("stride", stride)
+    p = _check_int("padding", padding)
+    d = _check_int("dilation", dilation)
+    for name, value, minimum in (
+        ("output_size", o, 1),
+        ("kernel_size", k, 1),
+        ("stride", s, 1),
+        ("padding", p, 0),
+        ("dilation", d, 1),
+    ):
+        if value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    smallest = (o - 1) * s + d * (k - 1) + 1 - 2 * p
+    return range(max(smallest, 1), smallest + s)
+
+
+def transposed_output_size(
+    size: IntOrPair,
+    kernel_size: IntOrPair,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    output_padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+) -> IntOrPair:
+    """Return the spatial output size of a transposed convolution.
+
+    .. math:: o = (i - 1)s - 2p + d(k - 1) + \\text{output\\_padding} + 1
+
+    exactly as :func:`torch.nn.functional.conv_transpose2d` computes it. Each of the ``i`` input
+    cells scatters a (dilated) kernel footprint of span ``d(k - 1) + 1`` into the output, the
+    footprints ``s`` apart; ``p`` is then cropped from each side and ``output_padding`` added at
+    the end. It inverts :func:`conv_output_size`'s shape: of the ``s`` input sizes that a
+    strided convolution maps to the same size, ``output_padding`` in ``[0, s)`` picks one.
+
+    Parameters
+    ----------
+    size : int or (int, int)
+        Input size ``i``, at least 1.
+    kernel_size, stride, padding, dilation : int or (int, int)
+        As for the convolution whose shape this inverts.
+    output_padding : int or (int, int)
+        Extra size added at the end (bottom, right); less than ``max(stride, dilation)``, as
+        PyTorch requires.
+
+    Returns
+    -------
+    int or (int, int)
+        Output size ``o``; a pair if any argument was a pair.
+
+    Examples
+    --------
+    >>> transposed_output_size(4, kernel_size=3, stride=2, padding=1)
+    7
+    >>> transposed_output_size(4, kernel_size=3, stride=2, padding=1, output_padding=1)
+    8
+    """
+    i = pair(size, "size")
+    k = pair(kernel_size, "kernel_size")
+    s = pair(stride, "stride")
+    p = pair(padding, "padding")
+    op = pair(output_padding, "output_padding")
+    d = pair(dilation, "dilation")
+    _at_least("size", i, 1)
+    _at_least("kernel_size", k, 1)
+    _at_least("stride", s, 1)
+    _at_least("padding", p, 0)
+    _at_least("output_padding", op, 0)
+    _at_least("dilation", d, 1)
+    out = []
+    for axis in range(2):
+        if op[axis] >= max(s[axis], d[axis]):
+            raise ValueError(
+                f"output_padding {op} must be smaller than stride {s} or dilation {d} "
+                f"on axis {axis}"
+            )
+        o = (i[axis] - 1) * s[axis] - 2 * p[axis] + d[axis] * (k[axis] - 1) + op[axis] + 1
+        if o < 1:
+            raise ValueError(
+                f"padding {p} crops away the whole output on axis {axis} (size {i}, "
+                f"kernel_size {k}, stride {s}, dilation {d})"
+            )
+        out.append(o)
+    return _unpair(
+        (out[0], out[1]), _is_pair(size, kernel_size, stride, padding, output_padding, dilation)
+    )
+
+
+def conv_params(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: IntOrPair,
+    groups: int = 1,
+    bias: bool = True,
+) -> int:
+    """Return the number of learnable parameters of a 2-D convolution layer.
+
+    .. math:: C_\\text{out} \\cdot \\frac{C_\\text{in}}{g} \\cdot k_h k_w \\; + \\; C_\\text{out}
+              \\;\\text{(bias)}
+
+    *Width* (``in_channels``, ``out_channels``) enters as a product, so doubling the width of
+    every layer quadruples the parameters; the input resolution does not enter at all.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        ``C_in`` and ``C_out`` (the layer's depth: the number of filters), both divisible by
+        ``groups``.
+    kernel_size : int or (int, int)
+        ``(kh, kw)``.
+    groups : int
+        Number of channel groups ``g``.
+    bias : bool
+        Whether the layer has a bias per output channel.
+
+    Returns
+    -------
+    int
+        The parameter count, equal to
+        ``sum(p.numel() for p in torch.nn.Conv2d(...).parameters())``.
+
+    Examples
+    --------
+    >>> conv_params(64, 128, 3)
+    73856
+    >>> conv_params(32, 32, 3, groups=32, bias=False)
+    288
+    """
+    c_in, c_out, g = _channels(in_channels, out_channels, groups)
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias must be a bool, got {bias!r}")
+    kh, kw = pair(kernel_size, "kernel_size")
+    _at_least("kernel_size", (kh, kw), 1)
+    return c_out * (c_in // g) * kh * kw + (c_out if bias else 0)
+
+
+def conv_macs(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: IntOrPair,
+    input_size: IntOrPair,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+) -> int:
+    """Return the multiply-adds of a 2-D convolution on one image (bias not counted).
+
+    Every output element is a dot product of ``C_in / g * kh * kw`` weights with as many inputs:
+
+    .. math:: \\text{MACs} = \\underbrace{C_\\text{out}\\, o_h\\, o_w}_{\\text{output elements}}
+              \\cdot \\frac{C_\\text{in}}{g}\\, k_h k_w
+
+    with ``(o_h, o_w)`` from :func:`conv_output_size`. Cost therefore grows with the square of
+    the resolution (``o_h o_w``) and with the product of the widths.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        ``C_in`` and ``C_out``, both divisible by ``groups``.
+    kernel_size, stride, padding, dilation : int or (int, int)
+        As in :func:`conv_output_size`.
+    input_size : int or (int, int)
+        Input height and width.
+    groups : int
+        Number of channel groups ``g``.
+
+    Returns
+    -------
+    int
+        Multiply-adds for a batch of one (multiply by the batch size for more).
+
+    Examples
+    --------
+    >>> conv_macs(3, 64, 7, input_size=224, stride=2, padding=3)   # ResNet's stem
+    118013952
+    """
+    c_in, c_out, g = _channels(in_channels, out_channels, groups)
+    oh, ow = pair(conv_output_size(input_size, kernel_size, stride, padding, dilation))
+    kh, kw = pair(kernel_size, "kernel_size")
+    return c_out * oh * ow * (c_in // g) * kh * kw
+
+
+def _channels(in_channels: int, out_channels: int, groups: int) -> tuple[int, int, int]:
+    c_in = _check_int("in_channels", in_channels)
+    c_out = _check_int("out_channels", out_channels)
+    g = _check_int("groups", groups)
+    for name, value in (("in_channels", c_in), ("out_channels", c_out), ("groups", g)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if c_in % g or c_out % g:
+        raise ValueError(f"groups={g} must divide in_channels={c_in} and out_channels={c_out}")
+    return c_in, c_out, g
