@@ -157,7 +157,9 @@ def test_widgets_render_as_controls(server, browser, path):
     page, _ = _open(browser, f"{server}/{path}")
     try:
         # The HTML manager replaces each stored widget view with live DOM controls.
-        page.wait_for_selector(".jupyter-widgets.widget-slider, .jupyter-widgets .widget-slider", timeout=20000)
+        page.wait_for_selector(
+            ".jupyter-widgets.widget-slider, .jupyter-widgets .widget-slider", timeout=20000
+        )
         assert page.locator(".widget-slider").count() >= 1
     finally:
         page.close()

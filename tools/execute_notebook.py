@@ -20,7 +20,10 @@ def execute(path: Path, timeout: int = 600) -> float:
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     client = nbclient.NotebookClient(
-        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()
     nbformat.write(notebook, path)
