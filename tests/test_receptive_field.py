@@ -26,7 +26,16 @@ from cnnlab.receptive_field import (
     vgg16_layers,
 )
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True)
+def float64_by_default():
+    """Exact float64 for this module's perturbation tests, restored afterwards so that the
+    default dtype does not leak into other test modules."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
 
 # ------------------------------------------------------------------------------------------
 # Published figures (Araujo, Norris & Sim, Distill 2019, table of classic networks)
