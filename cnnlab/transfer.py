@@ -424,9 +424,10 @@ class LayerSpecificity:
         Among filters whose ablation hurts at least one class by ``threshold`` or more, the
         mean share of classes so hurt (1 = every class, 1/C = a single class). NaN if none.
     concentration : float
-        Mean over filters with a positive total drop of ``max_c d_c / sum_c d_c`` with
-        ``d_c = max(drop_c, 0)``: 1/C when every class suffers alike, 1 when one class carries
-        all the damage. NaN if no filter matters.
+        Mean over the same filters of ``max_c d_c / sum_c d_c`` with ``d_c = max(drop_c, 0)``:
+        1/C when every class suffers alike, 1 when one class carries all the damage. NaN if
+        no filter reaches ``threshold``. (Filters below it are left out: a filter whose removal
+        flips a single test image would otherwise count as perfectly specific.)
     active_filters : int
         Number of filters whose ablation hurts some class by ``threshold`` or more.
     """
@@ -469,10 +470,9 @@ def class_specificity(drops: np.ndarray, threshold: float = 0.05) -> LayerSpecif
     hurt = positive >= threshold
     active = hurt.any(axis=1)
     classes_hurt = float(hurt[active].mean(axis=1).mean()) if active.any() else float("nan")
-    totals = positive.sum(axis=1)
-    some = totals > 0
+    kept = positive[active]
     concentration = (
-        float((positive[some].max(axis=1) / totals[some]).mean()) if some.any() else float("nan")
+        float((kept.max(axis=1) / kept.sum(axis=1)).mean()) if active.any() else float("nan")
     )
     return LayerSpecificity(float(drops.mean()), classes_hurt, concentration, int(active.sum()))
 
