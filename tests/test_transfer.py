@@ -211,7 +211,9 @@ def test_small_cnn_rejects_bad_arguments() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_result():
-    config = TransferConfig(channels=(4, 6, 6), pool_after=(0,), epochs=2, seeds=(0, 1))
+    config = TransferConfig(
+        channels=(4, 6, 6), pool_after=(0,), epochs=2, batch_size=25, seeds=(0, 1)
+    )
     return run_transfer_experiment(config), config
 
 
@@ -227,14 +229,16 @@ def test_tiny_experiment_structure(tiny_result) -> None:
         assert np.all((acc >= 0) & (acc <= 1))
         np.testing.assert_allclose(result.mean(arm), acc.mean(axis=0))
     assert result.base_a.shape == result.base_b.shape == (2,)
-    assert result.base_b.mean() > 0.4  # two epochs learn five digits well above chance (0.2)
+    assert result.base_b.min() > 0.5  # two epochs learn five digits well above chance (0.2)
     table = result.table()
     assert table.count("\n") == len(ARMS) + 1 and "n=3" in table
 
 
 def test_tiny_experiment_is_reproducible(tiny_result) -> None:
     result, config = tiny_result
+    rng_before = torch.random.get_rng_state()
     again = run_transfer_experiment(config)
+    assert torch.equal(torch.random.get_rng_state(), rng_before)  # caller's RNG left alone
     for arm in ARMS:
         np.testing.assert_array_equal(again.accuracy[arm], result.accuracy[arm])
     np.testing.assert_array_equal(again.base_b, result.base_b)
