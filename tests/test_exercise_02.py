@@ -1,0 +1,232 @@
+"""Exercise 02 (shapes): its references agree with cnnlab.shapes, and it grades as it should.
+
+One batch is graded once (module fixture), with short limits: the instructor solution, the
+released notebook, an honest wrong answer (it forgets dilation and groups) and a submission that
+measures shapes with library functions instead of computing them.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cnnlab import shapes
+from cnnlab.exercises import Limits, check, grade, load_exercise, release
+from cnnlab.exercises.spec import draw_inputs
+
+EXERCISE = Path(__file__).resolve().parents[1] / "exercises" / "02_shapes"
+LIMITS = Limits(timeout=60, memory_mb=1024, nproc=32, fsize_mb=64)
+
+FUNCTIONS = (
+    "conv_output_size",
+    "same_padding",
+    "stage_sizes",
+    "output_stride",
+    "conv_params",
+    "conv_macs",
+)
+
+# The honest wrong answer: the chapter-1 output-size law (no dilation), a 'same' padding of
+# (k - 1) // 2 whatever the dilation, and parameter and cost counts that forget groups.
+WRONG = {
+    "conv_output_size": (
+        "def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):\n"
+        "    return (size + 2 * padding - kernel_size) // stride + 1\n"
+    ),
+    "same_padding": (
+        "def same_padding(kernel_size, dilation=1):\n    return (kernel_size - 1) // 2\n"
+    ),
+    "conv_params": (
+        "def conv_params(in_channels, out_channels, kernel_size, groups=1, bias=True):\n"
+        "    return out_channels * in_channels * kernel_size**2 + (out_channels if bias else 0)\n"
+    ),
+    "conv_macs": (
+        "def conv_macs(in_channels, out_channels, kernel_size, input_size, stride=1,\n"
+        "              padding=0, dilation=1, groups=1):\n"
+        "    o = conv_output_size(input_size, kernel_size, stride, padding, dilation)\n"
+        "    return out_channels * o * o * in_channels * kernel_size**2\n"
+    ),
+}
+# What it gets right: every test without dilation > 1 or groups > 1, and every output stride.
+WRONG_PASSES = {
+    "conv_output_size_resnet_stem",
+    "conv_output_size_sweep_undilated",
+    "same_padding_5x5",
+    "stage_sizes_resnet18",
+    "stage_sizes_vgg16_odd_input",
+    "output_stride_resnet18",
+    "output_stride_deeplab_os8",
+    "output_stride_sweep",
+    "conv_params_vgg_layer",
+    "conv_macs_resnet_stem",
+}
+
+# Measuring instead of computing: shapes read off library layers, the cnnlab answers imported.
+MEASURED = {
+    "conv_output_size": (
+        "import torch\n"
+        "import torch.nn.functional as F\n\n"
+        "def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):\n"
+        "    x, w = torch.zeros(1, 1, 1, size), torch.zeros(1, 1, 1, kernel_size)\n"
+        "    y = F.conv2d(x, w, stride=(1, stride), padding=(0, padding), dilation=(1, dilation))\n"
+        "    return y.shape[-1]\n"
+    ),
+    "same_padding": "from cnnlab.shapes import same_padding\n",
+    "output_stride": (
+        "import cnnlab.shapes\n\n"
+        "def output_stride(layers):\n"
+        "    return cnnlab.shapes.output_stride([layer[1] for layer in layers])\n"
+    ),
+    "conv_macs": (
+        "from cnnlab.shapes import conv_macs as _macs\n\n"
+        "def conv_macs(*args):\n"
+        "    return _macs(*args)\n"
+    ),
+}
+
+
+def _cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            return cell
+    raise KeyError(grade_id)
+
+
+def _variant(source: nbformat.NotebookNode, replacements: dict[str, str]):
+    nb = copy.deepcopy(source)
+    for grade_id, text in replacements.items():
+        _cell(nb, grade_id).source = text
+    return nb
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ex02")
+    subs = root / "submissions"
+    subs.mkdir()
+    source = nbformat.read(str(EXERCISE / "source.ipynb"), as_version=4)
+    nbformat.write(source, str(subs / "solution.ipynb"))
+    nbformat.write(_variant(source, WRONG), str(subs / "honest_wrong.ipynb"))
+    nbformat.write(_variant(source, MEASURED), str(subs / "measured.ipynb"))
+    folder = release(EXERCISE, root / "release")
+    shutil.copy(folder / "student.ipynb", subs / "released.ipynb")
+    results = grade(EXERCISE, [subs], root / "out", limits=LIMITS, jobs=2, progress=False)
+    return {r.id: r for r in results}
+
+
+def _passed(result) -> set[str]:
+    return {t.name for t in result.tests if t.passed}
+
+
+def test_exercise_has_visible_tests_and_hidden_sweeps():
+    exercise = load_exercise(EXERCISE)
+    assert set(FUNCTIONS) <= set(exercise.functions)
+    hidden = [t for t in exercise.tests if t.hidden]
+    assert {t.function for t in exercise.visible} == set(FUNCTIONS)
+    assert {t.function for t in hidden} >= {f"sweep_{f}" for f in FUNCTIONS}
+    for test in hidden:
+        if test.function.startswith("sweep_"):
+            args, _ = draw_inputs(test)
+            assert len(args[0]) >= 24, test.name
+    assert all(f"cnnlab.shapes.{f}" in exercise.forbidden for f in FUNCTIONS if f != "stage_sizes")
+    assert "torch.nn.functional.conv2d" in exercise.forbidden
+
+
+@pytest.mark.parametrize("name", ["conv_output_size", "same_padding", "conv_params", "conv_macs"])
+def test_torch_references_agree_with_cnnlab_shapes(name):
+    """The references measure with PyTorch; cnnlab.shapes computes: they must agree."""
+    cnnlab_function = getattr(shapes, name)
+    for test in load_exercise(EXERCISE).tests:
+        if test.function not in (name, f"sweep_{name}"):
+            continue
+        args, kwargs = draw_inputs(test)
+        rows = args[0] if test.function.startswith("sweep_") else [args]
+        expected = test.reference(*args, **kwargs)
+        computed = []
+        for row in rows:
+            values = [int(v) for v in row]
+            if name == "conv_params":
+                values[4] = bool(values[4])
+            computed.append(cnnlab_function(*values))
+        assert (computed if test.function.startswith("sweep_") else computed[0]) == expected
+
+
+def test_stage_references_agree_with_cnnlab_shapes():
+    for test in load_exercise(EXERCISE).tests:
+        if test.function == "stage_sizes":
+            (size, layers), _ = draw_inputs(test)
+            expected = []
+            for k, s, p, d in layers:
+                size = shapes.conv_output_size(size, k, s, p, d)
+                expected.append(size)
+            assert test.reference(*draw_inputs(test)[0]) == expected
+
+
+def test_solution_scores_full_marks(graded):
+    result = graded["solution"]
+    assert result.status == "ok", (result.notes, result.cell_errors)
+    assert result.score == load_exercise(EXERCISE).max_score, [
+        (t.name, t.message) for t in result.tests if not t.passed
+    ]
+
+
+def test_released_notebook_scores_zero(graded):
+    result = graded["released"]
+    assert result.score == 0
+    assert {t.status for t in result.tests} == {"not_implemented"}
+
+
+def test_honest_wrong_answer_earns_only_what_it_gets_right(graded):
+    result = graded["honest_wrong"]
+    assert _passed(result) == WRONG_PASSES
+    exercise = load_exercise(EXERCISE)
+    assert result.score == sum(t.points for t in exercise.tests if t.name in WRONG_PASSES)
+    failing = next(t for t in result.tests if t.name == "conv_output_size_dilated")
+    assert "expected 17" in failing.message and "Hint:" in failing.message
+
+
+def test_measuring_with_forbidden_functions_earns_nothing_for_them(graded):
+    result = graded["measured"]
+    failed = {t.function for t in result.tests if not t.passed}
+    assert failed == {
+        "conv_output_size",
+        "sweep_conv_output_size",
+        "same_padding",
+        "sweep_same_padding",
+        "stage_sizes",  # calls the measuring conv_output_size
+        "sweep_stage_sizes",
+        "output_stride",
+        "sweep_output_stride",
+        "conv_macs",
+        "sweep_conv_macs",
+    }
+    messages = " ".join(t.message for t in result.tests)
+    assert "torch.nn.functional.conv2d is forbidden" in messages
+    assert "cnnlab.shapes.same_padding is forbidden" in messages
+    assert "cnnlab.shapes.output_stride is forbidden" in messages
+    assert "cnnlab.shapes.conv_macs is forbidden" in messages
+
+
+def test_self_check_in_the_released_folder(tmp_path, capsys):
+    folder = release(EXERCISE, tmp_path)
+    check("conv_output_size", shapes.conv_output_size, folder=folder)
+    report = capsys.readouterr().out
+    assert "conv_output_size: 2/2 points" in report and "FAIL" not in report
+
+    def forgets_dilation(size, kernel_size, stride=1, padding=0, dilation=1):
+        return (size + 2 * padding - kernel_size) // stride + 1
+
+    check("conv_output_size", forgets_dilation, folder=folder)
+    report = capsys.readouterr().out
+    assert "1/2 points" in report
+    assert "FAIL conv_output_size_dilated [0/1]: expected 17, got 18. Hint:" in report
+
+    def not_done(*args):
+        raise NotImplementedError()
+
+    check("conv_macs", not_done, folder=folder)
+    assert "0/1 points" in capsys.readouterr().out
