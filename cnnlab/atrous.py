@@ -1,0 +1,349 @@
+"""Atrous (dilated) convolution in plain NumPy: dilated kernels, valid weights, gridding.
+
+An atrous convolution with rate (dilation) ``r`` reads its ``k`` taps ``r`` pixels apart:
+
+.. math:: y[i] = \\sum_{m=0}^{k-1} x[i + r\\,m]\\, w[m]
+
+which is an ordinary convolution with the kernel ``w`` dilated by inserting ``r - 1`` zeros
+between neighbouring taps (:func:`dilate_kernel`); the span grows to ``r (k - 1) + 1`` pixels
+while the number of weights stays ``k``.
+
+This module also holds the arithmetic that DeepLabv3 (Chen, Papandreou, Schroff & Adam,
+"Rethinking Atrous Convolution for Semantic Image Segmentation", 2017) relies on:
+
+- :func:`valid_weight_counts` and :func:`valid_weight_fractions`: with zero ("same") padding, a
+  3x3 filter at a rate close to the feature-map size has most taps in the padding; at the
+  extreme only the centre tap is valid and the filter is a 1x1 filter (the paper's Fig. 4);
+- :func:`gridding_footprint`: which input pixels reach one output unit of a stack of atrous
+  convolutions; equal rates leave holes (the *gridding* artefact), mixed rates fill them;
+- :func:`multi_grid_rates`: the rates of a block's convolutions under DeepLabv3's multi-grid;
+- :func:`aspp_branch_shapes`: the output shape of every branch of an ASPP head.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from cnnlab.shapes import IntOrPair, conv_output_size, pair
+
+__all__ = [
+    "dilate_kernel",
+    "valid_taps_1d",
+    "valid_weight_counts",
+    "valid_weight_fractions",
+    "gridding_footprint",
+    "multi_grid_rates",
+    "aspp_branch_shapes",
+]
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _rates(name: str, rates: object) -> tuple[int, ...]:
+    if isinstance(rates, (int, np.integer)) and not isinstance(rates, bool):
+        rates = (rates,)
+    if not isinstance(rates, Sequence) or isinstance(rates, str) or len(rates) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of positive ints, got {rates!r}")
+    return tuple(_positive_int(f"{name}[{i}]", r) for i, r in enumerate(rates))
+
+
+def dilate_kernel(kernel: np.ndarray, dilation: IntOrPair) -> np.ndarray:
+    """Insert ``dilation - 1`` zeros between neighbouring taps of a kernel.
+
+    The result, of spatial size ``d (k - 1) + 1``, used in an ordinary convolution (dilation 1)
+    gives exactly the atrous convolution of ``kernel`` with rate ``d``:
+
+    .. math:: w_d[d\\,m,\\ d\\,n] = w[m, n], \\quad w_d = 0 \\text{ elsewhere}
+
+    Parameters
+    ----------
+    kernel : ndarray, shape (..., kh, kw)
+        The kernel; leading axes (out and in channels) are kept.
+    dilation : int or (int, int)
+        Rate ``d`` per axis, at least 1.
+
+    Returns
+    -------
+    ndarray, shape (..., dh (kh - 1) + 1, dw (kw - 1) + 1)
+        Same dtype as ``kernel``.
+
+    Examples
+    --------
+    >>> dilate_kernel(np.array([[1, 2], [3, 4]]), 2)
+    array([[1, 0, 2],
+           [0, 0, 0],
+           [3, 0, 4]])
+    """
+    kernel = np.asarray(kernel)
+    if kernel.ndim < 2:
+        raise ValueError(f"kernel must have at least 2 dimensions (kh, kw), got {kernel.shape}")
+    dh, dw = pair(dilation, "dilation")
+    if min(dh, dw) < 1:
+        raise ValueError(f"dilation must be >= 1, got {dilation!r}")
+    kh, kw = kernel.shape[-2:]
+    if kh == 0 or kw == 0:
+        raise ValueError(f"kernel must have at least one tap per axis, got {kernel.shape}")
+    out = np.zeros((*kernel.shape[:-2], dh * (kh - 1) + 1, dw * (kw - 1) + 1), kernel.dtype)
+    out[..., ::dh, ::dw] = kernel
+    return out
+
+
+def valid_taps_1d(size: int, rate: int, kernel_size: int = 3) -> np.ndarray:
+    """Count, for each output position of one axis, the taps that fall inside the input.
+
+    With "same" zero padding ``p = r (k - 1) / 2`` and stride 1, output ``i`` reads input
+    ``i - p + r m`` for ``m = 0 .. k-1``; a tap is *valid* when that index lies in
+    ``[0, size)``, otherwise it multiplies padding.
+
+    Parameters
+    ----------
+    size : int
+        Length ``n`` of the axis (the feature map's height or width).
+    rate : int
+        Atrous rate ``r``.
+    kernel_size : int
+        Odd number of taps ``k``.
+
+    Returns
+    -------
+    ndarray of int, shape (size,)
+
+    Examples
+    --------
+    >>> valid_taps_1d(7, 2)
+    array([2, 2, 3, 3, 3, 2, 2])
+    >>> valid_taps_1d(7, 7)
+    array([1, 1, 1, 1, 1, 1, 1])
+    """
+    size = _positive_int("size", size)
+    rate = _positive_int("rate", rate)
+    kernel_size = _positive_int("kernel_size", kernel_size)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
+    half = (kernel_size - 1) // 2
+    offsets = rate * (np.arange(kernel_size) - half)  # tap positions relative to the centre
+    positions = np.arange(size)[:, None] + offsets[None, :]
+    return ((positions >= 0) & (positions < size)).sum(axis=1)
+
+
+def valid_weight_counts(size: IntOrPair, rate: IntOrPair, kernel_size: int = 3) -> np.ndarray:
+    """Number of valid weights of a ``k x k`` atrous filter at every output position.
+
+    The taps of a 2-D filter are the products of the taps of its two axes, so the count at
+    ``(i, j)`` is ``v_h(i) v_w(j)`` with :func:`valid_taps_1d` per axis. For ``k = 3`` the
+    counts are 1, 2, 3, 4, 6 or 9.
+
+    Parameters
+    ----------
+    size : int or (int, int)
+        Feature-map height and width.
+    rate : int or (int, int)
+        Atrous rate.
+    kernel_size : int
+        Odd kernel size ``k`` (both axes).
+
+    Returns
+    -------
+    ndarray of int, shape (H, W)
+
+    Examples
+    --------
+    >>> valid_weight_counts(5, 2)
+    array([[4, 4, 6, 4, 4],
+           [4, 4, 6, 4, 4],
+           [6, 6, 9, 6, 6],
+           [4, 4, 6, 4, 4],
+           [4, 4, 6, 4, 4]])
+    """
+    h, w = pair(size, "size")
+    rh, rw = pair(rate, "rate")
+    return np.outer(valid_taps_1d(h, rh, kernel_size), valid_taps_1d(w, rw, kernel_size))
+
+
+def valid_weight_fractions(
+    size: IntOrPair, rates: Sequence[int], kernel_size: int = 3
+) -> dict[int, np.ndarray]:
+    """Fraction of output positions at which exactly ``c`` weights are valid, for each rate.
+
+    This is the "normalized count" of DeepLabv3's Fig. 4 (a 3x3 filter on a 65x65 feature map):
+    as the rate grows the fraction with all 9 weights valid falls to 0 and the fraction with
+    only the centre weight valid rises to 1, where the filter has become a 1x1 filter.
+
+    Parameters
+    ----------
+    size : int or (int, int)
+        Feature-map height and width.
+    rates : sequence of int
+        Atrous rates to evaluate.
+    kernel_size : int
+        Odd kernel size.
+
+    Returns
+    -------
+    dict from int to ndarray of float, shape (len(rates),)
+        Key ``c`` (every possible count, increasing) maps to the fraction of the ``H W``
+        positions where exactly ``c`` weights are valid, one value per rate. For each rate the
+        fractions sum to 1.
+
+    Examples
+    --------
+    >>> f = valid_weight_fractions(65, [1, 33, 65])
+    >>> [round(float(x), 4) for x in f[9]], [round(float(x), 4) for x in f[1]]
+    ([0.9394, 0.0, 0.0], [0.0, 0.0002, 1.0])
+    """
+    rates = _rates("rates", rates)
+    h, w = pair(size, "size")
+    kernel_size = _positive_int("kernel_size", kernel_size)
+    taps = range(1, kernel_size + 1)
+    possible = sorted({a * b for a in taps for b in taps})
+    fractions = {c: np.zeros(len(rates)) for c in possible}
+    for index, rate in enumerate(rates):
+        counts = valid_weight_counts((h, w), rate, kernel_size)
+        values, numbers = np.unique(counts, return_counts=True)
+        for c, number in zip(values, numbers, strict=True):
+            fractions[int(c)][index] = number / (h * w)
+    return fractions
+
+
+def gridding_footprint(rates: Sequence[int], kernel_size: int = 3) -> np.ndarray:
+    """Which input pixels reach one output unit of a stack of stride-1 atrous convolutions.
+
+    Layer ``l`` has a ``k x k`` kernel at rate ``r_l``. The footprint is the composition of the
+    layers' tap patterns: start from the single output pixel and, layer by layer going down,
+    spread every reached pixel to its ``k x k`` taps at that layer's rate. The value at each
+    input pixel is the number of paths from it to the output (a pixel with 0 paths never
+    influences the output, whatever the weights).
+
+    With equal rates ``r`` the footprint only touches pixels whose offsets are multiples of
+    ``r``: a grid with holes. Rates with no common factor greater than 1, such as (1, 2, 5),
+    fill the whole square (Wang et al., "Understanding Convolution for Semantic
+    Segmentation", 2018, call this hybrid dilated convolution).
+
+    Parameters
+    ----------
+    rates : sequence of int
+        Rate of each layer, from the input to the output.
+    kernel_size : int
+        Number of taps per axis.
+
+    Returns
+    -------
+    ndarray of int, shape (R, R)
+        ``R = 1 + (k - 1) sum_l r_l``, the receptive field; the output unit sits at the centre.
+
+    Examples
+    --------
+    >>> (gridding_footprint([2, 2]) > 0).astype(int)
+    array([[1, 0, 1, 0, 1, 0, 1, 0, 1],
+           [0, 0, 0, 0, 0, 0, 0, 0, 0],
+           [1, 0, 1, 0, 1, 0, 1, 0, 1],
+           [0, 0, 0, 0, 0, 0, 0, 0, 0],
+           [1, 0, 1, 0, 1, 0, 1, 0, 1],
+           [0, 0, 0, 0, 0, 0, 0, 0, 0],
+           [1, 0, 1, 0, 1, 0, 1, 0, 1],
+           [0, 0, 0, 0, 0, 0, 0, 0, 0],
+           [1, 0, 1, 0, 1, 0, 1, 0, 1]])
+    """
+    rates = _rates("rates", rates)
+    kernel_size = _positive_int("kernel_size", kernel_size)
+    line = np.ones(1, dtype=np.int64)
+    for rate in rates:
+        # 1-D footprint after one more layer: full convolution with the dilated all-ones kernel.
+        line = np.convolve(line, dilate_kernel(np.ones((1, kernel_size), np.int64), rate)[0])
+    return np.outer(line, line)
+
+
+def multi_grid_rates(unit_rates: Sequence[int] = (1, 2, 4), base_rate: int = 2) -> tuple[int, ...]:
+    """Rates of the convolutions of one block under DeepLabv3's multi-grid scheme.
+
+    DeepLabv3 (section 3.2) gives the three convolutions of a block the *unit rates*
+    ``(r_1, r_2, r_3)`` times the block's own rate: ``rate_i = base_rate * r_i``. For example,
+    multi-grid ``(1, 2, 4)`` in a block at rate 2 gives rates ``(2, 4, 8)``.
+
+    Parameters
+    ----------
+    unit_rates : sequence of int
+        The multi-grid unit rates.
+    base_rate : int
+        The rate the block would have with a single rate (2 at output stride 16 for block4).
+
+    Returns
+    -------
+    tuple of int
+
+    Examples
+    --------
+    >>> multi_grid_rates((1, 2, 4), 2)
+    (2, 4, 8)
+    >>> multi_grid_rates((1, 2, 1), 4)
+    (4, 8, 4)
+    """
+    units = _rates("unit_rates", unit_rates)
+    base = _positive_int("base_rate", base_rate)
+    return tuple(base * u for u in units)
+
+
+def aspp_branch_shapes(
+    in_channels: int,
+    feature_size: IntOrPair,
+    out_channels: int = 256,
+    rates: Sequence[int] = (6, 12, 18),
+) -> dict[str, tuple[int, int, int]]:
+    """Output shape ``(C, H, W)`` of every branch of an ASPP head, and of the head.
+
+    DeepLabv3's ASPP (section 3.3) runs, in parallel on a ``C_in x H x W`` feature map:
+
+    - a 1x1 convolution,
+    - one 3x3 convolution per rate ``r`` with padding ``r`` (so the size is kept),
+    - image pooling: global average pooling to ``1 x 1``, a 1x1 convolution, then bilinear
+      upsampling back to ``H x W``;
+
+    each with ``out_channels`` channels. The branches are concatenated to
+    ``(len(rates) + 2) * out_channels`` channels and projected back to ``out_channels`` by a
+    1x1 convolution.
+
+    Parameters
+    ----------
+    in_channels : int
+    feature_size : int or (int, int)
+        Height and width of the input feature map.
+    out_channels : int
+    rates : sequence of int
+
+    Returns
+    -------
+    dict from str to (int, int, int)
+        Keys ``"1x1"``, ``"rate r"`` for each rate, ``"pool"`` (before upsampling),
+        ``"pool upsampled"``, ``"concat"`` and ``"project"``.
+
+    Examples
+    --------
+    >>> shapes = aspp_branch_shapes(2048, 33)
+    >>> shapes["rate 18"], shapes["pool"], shapes["concat"], shapes["project"]
+    ((256, 33, 33), (256, 1, 1), (1280, 33, 33), (256, 33, 33))
+    """
+    _positive_int("in_channels", in_channels)
+    out_channels = _positive_int("out_channels", out_channels)
+    rates = _rates("rates", rates)
+    h, w = pair(feature_size, "feature_size")
+    if min(h, w) < 1:
+        raise ValueError(f"feature_size must be >= 1, got {feature_size!r}")
+    shapes = {"1x1": (out_channels, *pair(conv_output_size((h, w), 1)))}
+    for rate in rates:
+        size = pair(conv_output_size((h, w), 3, padding=rate, dilation=rate))
+        shapes[f"rate {rate}"] = (out_channels, *size)
+    shapes["pool"] = (out_channels, 1, 1)
+    shapes["pool upsampled"] = (out_channels, h, w)
+    shapes["concat"] = ((len(rates) + 2) * out_channels, h, w)
+    shapes["project"] = (out_channels, h, w)
+    return shapes
