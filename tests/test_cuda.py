@@ -17,6 +17,15 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 CUDA = torch.device("cuda")
 
 
+@pytest.fixture(autouse=True)
+def full_float32_precision():
+    """cuDNN convolutions default to TF32 (10-bit mantissa) on recent GPUs; compare in full float32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.mark.parametrize(
     "dtype, tol",
     [(torch.float64, 1e-10), (torch.float32, 1e-4), (torch.float16, 1e-2), (torch.bfloat16, 5e-2)],
@@ -39,7 +48,7 @@ def test_conv2d_matches_f_conv2d_on_cuda(dtype, tol, kwargs):
     assert got.device.type == "cuda" and got.dtype == dtype
     want = F.conv2d(x, w, b, **kwargs)
     torch.testing.assert_close(got.double().cpu(), want, rtol=tol, atol=tol * 10)
-    got.float().square().sum().backward()
+    got.double().square().sum().backward()
     x64, w64 = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
     F.conv2d(x64, w64, b, **kwargs).square().sum().backward()
     scale = float(x64.grad.abs().max())
