@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         "--uid-base",
         type=int,
         default=61000,
-        help="as root, worker slot k runs as uid UID_BASE + k (61000)",
+        help="as root, workers run as the first free uids from UID_BASE on, reserved for the run (61000)",
     )
     grade.add_argument("--allow-network", action="store_true", help="do not cut the network")
     grade.add_argument(

@@ -212,3 +212,16 @@ def test_feedback_hides_hidden_details(graded):
 def test_changed_cell_type_is_noted(graded):
     notes = " ".join(graded["by_id"]["h_changed_cell_type"].notes)
     assert "changed type" in notes and "markdown" in notes
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="worker uids are used only when grading as root")
+def test_concurrent_grading_runs_reserve_disjoint_uids():
+    # Two runs at once (two instructors, or tests beside a benchmark) must not share a worker
+    # uid: each run's clean-up kills every process of its uids.
+    from cnnlab.exercises.grading import _claim_uids
+
+    with _claim_uids(3, 63000) as first, _claim_uids(3, 63000) as second:
+        assert len(set(first)) == 3 and len(set(second)) == 3
+        assert not set(first) & set(second)
+    with _claim_uids(3, 63000) as again:
+        assert again == first  # released when the first run ended

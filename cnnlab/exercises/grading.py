@@ -10,6 +10,8 @@ up its memory, forks without end or kills itself only loses its own points.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import queue
@@ -54,7 +56,8 @@ class Limits:
     fsize_mb : int
         Largest file the worker may write (RLIMIT_FSIZE); this bounds printed output too.
     uid_base : int
-        When grading as root, worker slot ``k`` runs as uid ``uid_base + k``.
+        When grading as root, each worker slot runs as its own uid: the first free uids from
+        ``uid_base`` on, reserved for the run (see :func:`_claim_uids`).
     network : bool
         Leave the network reachable (default: a fresh network namespace, none).
     """
@@ -163,21 +166,70 @@ def _prepare(exercise: Exercise) -> list[_Prepared]:
     return prepared
 
 
+UID_LOCK_DIR = Path(tempfile.gettempdir()) / "cnnlab-grade-uids"
+UID_SEARCH_RANGE = 4096
+
+
+def _uid_processes(uid: int) -> list[int]:
+    """The pids of every process whose effective uid is ``uid``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    pids.append(int(entry))
+            except FileNotFoundError:
+                continue
+    return pids
+
+
+@contextlib.contextmanager
+def _claim_uids(count: int, uid_base: int):
+    """Reserve ``count`` worker uids for this grading run; yield them.
+
+    Each uid is held through an exclusive ``flock`` on a file under ``UID_LOCK_DIR`` for as long
+    as the run lasts, and a uid that already owns processes is passed over. So two grading runs
+    on one machine (two instructors, or a test suite beside a benchmark) never share a uid, and
+    one run's clean-up (:func:`_kill_uid`) can never kill the other's workers.
+    """
+    UID_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    held: list[tuple[int, int]] = []
+    try:
+        for uid in range(uid_base, uid_base + UID_SEARCH_RANGE):
+            if len(held) == count:
+                break
+            fd = os.open(UID_LOCK_DIR / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            if _uid_processes(uid):
+                os.close(fd)
+                continue
+            held.append((uid, fd))
+        if len(held) < count:
+            raise RuntimeError(
+                f"could not reserve {count} free worker uids in {uid_base}.."
+                f"{uid_base + UID_SEARCH_RANGE - 1}; other grading runs hold them"
+            )
+        yield [uid for uid, _ in held]
+    finally:
+        for _, fd in held:
+            os.close(fd)
+
+
 def _kill_uid(uid: int) -> None:
     """Kill every process of ``uid`` (root only; each worker slot has its own uid)."""
     for _ in range(50):
-        found = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    found = True
-                    os.kill(int(entry), signal.SIGKILL)
-            except (FileNotFoundError, ProcessLookupError, PermissionError):
-                continue
-        if not found:
+        pids = _uid_processes(uid)
+        if not pids:
             return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
         time.sleep(0.02)
 
 
@@ -206,6 +258,7 @@ class _Grader:
             )
         self.is_root = os.geteuid() == 0
         self.slots: queue.Queue[int] = queue.Queue()
+        self.slot_uids: list[int] = []  # when root: the uid reserved for each slot
 
     # One worker run over the calls ``pending`` (indices into self.prepared).
     def _run_worker(
@@ -218,7 +271,7 @@ class _Grader:
         slot: int,
         state: dict,
     ) -> list[int]:
-        uid = self.limits.uid_base + slot if self.is_root else None
+        uid = self.slot_uids[slot] if self.is_root else None
         run_dir = Path(tempfile.mkdtemp(prefix=f"run{slot}-", dir=self.workdir))
         os.chmod(run_dir, 0o711)  # the worker's uid may pass through, not list
         scratch = run_dir / "scratch"
@@ -535,6 +588,7 @@ def grade_submissions(
     jobs = max(1, min(jobs or os.cpu_count() or 1, max(1, len(found))))
     workdir = Path(tempfile.mkdtemp(prefix="cnnlab-grade-"))
     os.chmod(workdir, 0o711 if os.geteuid() == 0 else 0o700)
+    stack = contextlib.ExitStack()
     try:
         grader = _Grader(
             exercise,
@@ -542,6 +596,8 @@ def grade_submissions(
             _hidden_paths(exercise, found, Path(out_dir) if out_dir else None),
             workdir,
         )
+        uids = stack.enter_context(_claim_uids(jobs, limits.uid_base)) if grader.is_root else []
+        grader.slot_uids = uids
         for slot in range(jobs):
             grader.slots.put(slot)
         results: list[SubmissionResult] = []
@@ -577,5 +633,6 @@ def grade_submissions(
                     )
                 bar.update(1)
     finally:
+        stack.close()
         shutil.rmtree(workdir, ignore_errors=True)
     return sorted(results, key=lambda r: r.id)
