@@ -211,15 +211,17 @@ def _input_slab(
         return x[n0:n1, :, top:bottom]  # a view: nothing to pad
     slab = np.zeros((n1 - n0, x.shape[1], bottom - top, width + pl + pr), dtype=x.dtype)
     lo, hi = max(top, 0), min(bottom, height)
-    slab[:, :, lo - top : hi - top, pl : pl + width] = x[n0:n1, :, lo:hi]
+    if hi > lo:  # a band can lie wholly in the padding
+        slab[:, :, lo - top : hi - top, pl : pl + width] = x[n0:n1, :, lo:hi]
     return slab
 
 
-def _blocks(n: int, geometry: ConvGeometry, k_group: int, budget: int):
+def _blocks(n: int, geometry: ConvGeometry, k_group: int, o_group: int, budget: int):
     """Yield ``(n0, n1, r0, r1)``: several whole images or one image's band of output rows,
-    each small enough that its unfolded columns fit in ``budget`` elements."""
+    each small enough that its unfolded columns (and, for several images, the product
+    before it is transposed into place) fit in ``budget`` elements."""
     oh, ow = geometry.out_size
-    per_image = k_group * oh * ow
+    per_image = (k_group + o_group) * oh * ow
     if per_image <= budget:
         images = max(1, min(n, budget // per_image, -(-_MIN_GEMM_COLUMNS // (oh * ow))))
         for n0 in range(0, n, images):
@@ -253,8 +255,17 @@ def _im2col_gemm(x: np.ndarray, weight: np.ndarray, geometry: ConvGeometry, grou
             (0, 0),
         )
     )
+    if pointwise:
+        # A 1x1 stride-1 layer is already a matrix product: out[n] = W @ x[n], no unfolding.
+        for g in range(groups):
+            np.matmul(
+                w_mat[g * o_group : (g + 1) * o_group],
+                x[:, g * c_group : (g + 1) * c_group].reshape(n, c_group, oh * ow),
+                out=out[:, g * o_group : (g + 1) * o_group].reshape(n, o_group, oh * ow),
+            )
+        return out
     budget = max(int(COLUMN_BUDGET * out.size), _MIN_COLUMN_ELEMENTS)
-    blocks = list(_blocks(n, geometry, k_group, budget))
+    blocks = list(_blocks(n, geometry, k_group, o_group, budget))
     largest = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks) * k_group * ow
     buffer = None  # the column buffer, allocated once at the largest block's size
     for n0, n1, r0, r1 in blocks:
@@ -262,16 +273,13 @@ def _im2col_gemm(x: np.ndarray, weight: np.ndarray, geometry: ConvGeometry, grou
         slab = _input_slab(x, geometry, n0, n1, r0, r1)
         for g in range(groups):
             chans = slice(g * c_group, (g + 1) * c_group)
-            if pointwise and nb == 1:
-                cols = slab[0, chans].reshape(c_group, rows * ow)  # a view: no unfolding
-            else:
-                if buffer is None:
-                    buffer = np.empty(largest, dtype=x.dtype)
-                band = dataclasses.replace(geometry, out_size=(rows, ow))
-                view = windows(slab[:, chans], band)  # (nb, C, rows, OW, kh, kw)
-                cols = buffer[: k_group * nb * rows * ow].reshape(c_group, kh, kw, nb, rows, ow)
-                np.copyto(cols, view.transpose(1, 4, 5, 0, 2, 3))
-                cols = cols.reshape(k_group, nb * rows * ow)
+            if buffer is None:
+                buffer = np.empty(largest, dtype=x.dtype)
+            band = dataclasses.replace(geometry, out_size=(rows, ow))
+            view = windows(slab[:, chans], band)  # (nb, C, rows, OW, kh, kw)
+            cols = buffer[: k_group * nb * rows * ow].reshape(c_group, kh, kw, nb, rows, ow)
+            np.copyto(cols, view.transpose(1, 4, 5, 0, 2, 3))
+            cols = cols.reshape(k_group, nb * rows * ow)
             w_g = w_mat[g * o_group : (g + 1) * o_group]
             target = out[n0:n1, g * o_group : (g + 1) * o_group, r0:r1]
             if nb == 1:
