@@ -146,7 +146,7 @@ ALGORITHMS = ("auto", "im2col", "fft", "winograd", "direct")
 #: Unfolded-column budget of the im2col path, as a fraction of the output's size: the batch or
 #: the output rows are processed in blocks so the column buffer never exceeds it.
 COLUMN_BUDGET = 1.0
-_MIN_COLUMN_ELEMENTS = 1 << 18  # a small layer still gets reasonably sized matrix products
+_MIN_COLUMN_ELEMENTS = 1 << 21  # 8 MiB of float32: small layers still get large matrix products
 _MIN_GEMM_COLUMNS = 2048  # below this many output pixels per image, several images share a GEMM
 
 
