@@ -125,12 +125,15 @@ def test_winograd_one_dimensional_identity():
     assert (g @ k).shape == (4,)  # 4 multiplications instead of 2 * 3 = 6
 
 
-def test_extra_memory_of_im2col_is_bounded():
-    # The bound the benchmark checks on ResNet-50 layers, here on a layer whose full unfolding
-    # would need 9x its output (deterministic: tracemalloc counts bytes, not time).
+def test_extra_memory_of_im2col_is_bounded(monkeypatch):
+    # The bound the benchmark checks on the largest ResNet-50 layer, here on a small layer whose
+    # full unfolding would need 9x its output (deterministic: tracemalloc counts bytes, not
+    # time). The 8 MiB floor that small layers get is lowered so the bound applies here.
+    monkeypatch.setattr(conv_module, "_MIN_COLUMN_ELEMENTS", 1)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 64, 64, 64), dtype=np.float32)
     w = rng.standard_normal((64, 64, 3, 3), dtype=np.float32)
+    cnp.conv2d(x, w, padding=1)  # warm-up outside the trace
     tracemalloc.start()
     try:
         out = cnp.conv2d(x, w, padding=1)
