@@ -168,9 +168,10 @@ def test_unknown_algorithm_is_refused():
     [
         ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "im2col"),
         ((1, 64, 56, 56), (256, 64, 1, 1), {}, "im2col"),
-        ((1, 3, 32, 32), (8, 3, 9, 9), dict(padding=4), "fft"),
-        ((1, 3, 32, 32), (8, 3, 9, 9), dict(padding=4, stride=2), "im2col"),
-        ((1, 3, 224, 224), (8, 3, 9, 9), dict(padding=4), "im2col"),
+        ((1, 3, 32, 32), (8, 3, 11, 11), dict(padding=5), "im2col"),
+        ((1, 3, 32, 32), (8, 3, 13, 13), dict(padding=6), "fft"),
+        ((1, 3, 224, 224), (8, 3, 15, 15), dict(padding=7), "fft"),
+        ((1, 3, 32, 32), (8, 3, 13, 13), dict(padding=6, stride=2), "im2col"),
     ],
 )
 def test_auto_rule(x_shape, w_shape, kwargs, expected):

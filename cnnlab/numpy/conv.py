@@ -157,16 +157,20 @@ def choose_algorithm(
 ) -> str:
     """The algorithm ``conv2d(..., algorithm="auto")`` uses for a layer.
 
-    The rule, from the measurements of ``benchmarks/conv.py`` and chapter 7:
+    The rule, from the measurements of chapter 7 (single-threaded, float32):
 
-    * ``"fft"`` when the stride and dilation are 1 and the kernel has at least 49 taps
-      (7x7 or larger) on an input of at most 64x64: its cost does not grow with the kernel;
+    * ``"fft"`` when the stride and dilation are 1 and the kernel has at least 169 taps
+      (13x13 or larger): the FFT's cost does not grow with the kernel, im2col's grows with
+      ``kh * kw``, and below about 11x11 to 15x15 (depending on the channel counts) the
+      transforms of the input and of every (output, input) channel pair's kernel cost more
+      than they save;
     * otherwise ``"im2col"`` (one matrix product per block; 1x1 stride-1 layers skip the
       unfolding altogether).
 
-    Winograd F(2x2, 3x3) saves multiplications but, written in NumPy, its transforms cost
-    more memory traffic than they save on a CPU with a fast GEMM, so it is available on
-    request only.
+    Winograd F(2x2, 3x3) saves multiplications but, written in NumPy, its transforms are
+    extra passes over memory that cost more than they save next to a tuned GEMM, so it is
+    used on request only. ``in_hw`` (the input's height and width) is accepted for rules
+    that depend on it; the present rule does not.
 
     Examples
     --------
@@ -174,13 +178,12 @@ def choose_algorithm(
     >>> geo = conv2d_geometry((1, 64, 56, 56), (64, 64, 3, 3), None, 1, 1, 1, 1)
     >>> choose_algorithm((64, 64, 3, 3), geo)
     'im2col'
-    >>> geo = conv2d_geometry((1, 3, 32, 32), (8, 3, 9, 9), None, 1, 4, 1, 1)
-    >>> choose_algorithm((8, 3, 9, 9), geo, (32, 32))
+    >>> geo = conv2d_geometry((1, 3, 32, 32), (8, 3, 13, 13), None, 1, 6, 1, 1)
+    >>> choose_algorithm((8, 3, 13, 13), geo, (32, 32))
     'fft'
     """
     kh, kw = weight_shape[2:]
-    small_input = in_hw is None or max(in_hw) <= 64
-    if geometry.stride == (1, 1) and geometry.dilation == (1, 1) and kh * kw >= 49 and small_input:
+    if geometry.stride == (1, 1) and geometry.dilation == (1, 1) and kh * kw >= 169:
         return "fft"
     return "im2col"
 

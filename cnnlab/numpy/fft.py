@@ -12,7 +12,26 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fft_conv"]
+__all__ = ["fft_conv", "fast_fft_size"]
+
+
+def fast_fft_size(n: int) -> int:
+    """The smallest ``m >= n`` whose only prime factors are 2, 3 and 5 (a fast FFT length).
+
+    Examples
+    --------
+    >>> fast_fft_size(78), fast_fft_size(64), fast_fft_size(7)
+    (80, 64, 8)
+    """
+    m = max(n, 1)
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
 
 
 def fft_conv(
@@ -31,7 +50,8 @@ def fft_conv(
             \\mathcal{F}(x_p(n, c))\\, \\overline{\\mathcal{F}(w_d(o, c))}\\Big)\\Big]_{::s_h,\\, ::s_w}
 
     where ``w_d`` is the kernel with ``d - 1`` zeros inserted between its taps (dilation),
-    zero-padded to the input's size ``Hp x Wp``.
+    zero-padded to the transform size: the padded input's ``Hp x Wp`` rounded up to a fast
+    FFT length (:func:`fast_fft_size`; extra zeros at the end change no kept output).
 
     Parameters
     ----------
@@ -56,6 +76,7 @@ def fft_conv(
            [42., 50.]])
     """
     n, _, hp, wp = xp.shape
+    size = (fast_fft_size(hp), fast_fft_size(wp))
     c_out, c_group, kh, kw = weight.shape
     o_group = c_out // groups
     dtype = np.result_type(xp, weight)
@@ -64,11 +85,15 @@ def fft_conv(
     dilated[:, :, ::d_h, ::d_w] = weight
     out = np.empty((n, c_out, oh, ow), dtype=dtype)
     for g in range(groups):
-        x_f = np.fft.rfft2(xp[:, g * c_group : (g + 1) * c_group].astype(dtype, copy=False))
-        w_f = np.fft.rfft2(dilated[g * o_group : (g + 1) * o_group], s=(hp, wp))
+        x_f = np.fft.rfft2(xp[:, g * c_group : (g + 1) * c_group].astype(dtype, copy=False), s=size)
+        w_f = np.fft.rfft2(dilated[g * o_group : (g + 1) * o_group], s=size)
         # Sum over input channels at every frequency: a batch of (N, C) @ (C, O) products.
-        prod = np.matmul(x_f.transpose(2, 3, 0, 1), w_f.conj().transpose(2, 3, 1, 0))
-        full = np.fft.irfft2(prod.transpose(2, 3, 0, 1), s=(hp, wp))
+        # (contiguous copies first: NumPy hands contiguous stacks to BLAS, not strided ones)
+        prod = np.matmul(
+            np.ascontiguousarray(x_f.transpose(2, 3, 0, 1)),
+            np.ascontiguousarray(w_f.conj().transpose(2, 3, 1, 0)),
+        )
+        full = np.fft.irfft2(prod.transpose(2, 3, 0, 1), s=size)
         out[:, g * o_group : (g + 1) * o_group] = full[
             :, :, : (oh - 1) * s_h + 1 : s_h, : (ow - 1) * s_w + 1 : s_w
         ]
