@@ -247,11 +247,11 @@ def print_verdicts(rows: list[Timing], peak: float, full: bool) -> None:
     if threes:
         fractions = [r.rate / peak for r in threes]
         reached = sum(f >= TARGET_PEAK_FRACTION for f in fractions)
-        print(
+        line = (
             f"3x3 layers at >= {TARGET_PEAK_FRACTION:.0%} of sgemm: {reached} of {len(threes)} "
-            f"(min {min(fractions):.0%}, median {statistics.median(fractions):.0%}): "
-            f"{verdict(reached == len(threes))}"
+            f"(min {min(fractions):.0%}, median {statistics.median(fractions):.0%})"
         )
+        print(f"{line}: {verdict(reached == len(threes))}" if full else line)
 
 
 def print_memory(layers: list[LayerCase]) -> None:

@@ -249,15 +249,8 @@ def _im2col_gemm(x: np.ndarray, weight: np.ndarray, geometry: ConvGeometry, grou
     out = np.empty((n, c_out, oh, ow), dtype=x.dtype)
     k_group = c_group * kh * kw
     w_mat = np.ascontiguousarray(weight).reshape(c_out, k_group)
-    pointwise = (
-        (kh, kw) == (1, 1)
-        and geometry.stride == (1, 1)
-        and geometry.pads
-        == (
-            (0, 0),
-            (0, 0),
-        )
-    )
+    no_pad = geometry.pads == ((0, 0), (0, 0))
+    pointwise = (kh, kw) == (1, 1) and geometry.stride == (1, 1) and no_pad
     if pointwise:
         # A 1x1 stride-1 layer is already a matrix product: out[n] = W @ x[n], no unfolding.
         for g in range(groups):
@@ -270,14 +263,12 @@ def _im2col_gemm(x: np.ndarray, weight: np.ndarray, geometry: ConvGeometry, grou
     budget = max(int(COLUMN_BUDGET * out.size), _MIN_COLUMN_ELEMENTS)
     blocks = list(_blocks(n, geometry, k_group, o_group, budget))
     largest = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks) * k_group * ow
-    buffer = None  # the column buffer, allocated once at the largest block's size
+    buffer = np.empty(largest, dtype=x.dtype)  # the columns, reused by every block
     for n0, n1, r0, r1 in blocks:
         nb, rows = n1 - n0, r1 - r0
         slab = _input_slab(x, geometry, n0, n1, r0, r1)
         for g in range(groups):
             chans = slice(g * c_group, (g + 1) * c_group)
-            if buffer is None:
-                buffer = np.empty(largest, dtype=x.dtype)
             band = dataclasses.replace(geometry, out_size=(rows, ow))
             view = windows(slab[:, chans], band)  # (nb, C, rows, OW, kh, kw)
             cols = buffer[: k_group * nb * rows * ow].reshape(c_group, kh, kw, nb, rows, ow)
