@@ -189,7 +189,7 @@ def run(layers: list[LayerCase], repeats: int) -> list[Timing]:
     return rows
 
 
-def sgemm_gflops(size: int = 2048, repeats: int = 3) -> float:
+def sgemm_gflops(size: int = 2048, repeats: int = 5) -> float:
     """GFLOP/s of a float32 ``size x size`` matrix product: the practical peak."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)

@@ -212,10 +212,14 @@ def _input_slab(
     height, width = x.shape[2:]
     if top >= 0 and bottom <= height and pl == 0 and pr == 0:
         return x[n0:n1, :, top:bottom]  # a view: nothing to pad
-    slab = np.zeros((n1 - n0, x.shape[1], bottom - top, width + pl + pr), dtype=x.dtype)
-    lo, hi = max(top, 0), min(bottom, height)
-    if hi > lo:  # a band can lie wholly in the padding
-        slab[:, :, lo - top : hi - top, pl : pl + width] = x[n0:n1, :, lo:hi]
+    slab = np.empty((n1 - n0, x.shape[1], bottom - top, width + pl + pr), dtype=x.dtype)
+    lo, hi = max(top, 0), max(min(bottom, height), max(top, 0))  # a band can be all padding
+    # Write every element once: zeros in the border, the input inside.
+    slab[:, :, : lo - top] = 0
+    slab[:, :, hi - top :] = 0
+    slab[:, :, lo - top : hi - top, :pl] = 0
+    slab[:, :, lo - top : hi - top, pl + width :] = 0
+    slab[:, :, lo - top : hi - top, pl : pl + width] = x[n0:n1, :, lo:hi]
     return slab
 
 
