@@ -21,6 +21,22 @@ def test_conv_benchmark_quick_prints_ratios(capsys):
     out = capsys.readouterr().out
     assert "geometric-mean time ratio cnnlab / torch:" in out
     assert sum(1 for line in out.splitlines() if "batch" in line) == len(bench.QUICK)
+    assert "sgemm (np.matmul, float32):" in out
+
+
+def test_conv_benchmark_quick_memory_section(capsys):
+    bench = _load("conv")
+    bench.main(["--quick", "--repeats", "1", "--memory"])
+    out = capsys.readouterr().out
+    assert "largest layer" in out and "target <= 2.0:" in out
+
+
+def test_suite_holds_every_distinct_resnet50_conv():
+    # torchvision's ResNet-50 v1.5 has 23 distinct convolutions (kernel, stride, channels, size).
+    bench = _load("conv")
+    shapes = {(c.c_in, c.c_out, c.size, c.kernel, c.stride) for c in bench.RESNET50}
+    assert len(shapes) == len(bench.RESNET50) == 23
+    assert {c.batch for c in bench.LAYERS} == {1, 8}
 
 
 def test_gflop_count_matches_direct_count():

@@ -1,6 +1,21 @@
 """NumPy reference implementations of convolution and pooling (no PyTorch here)."""
 
-from cnnlab.numpy.conv import conv2d, corr2d, im2col
+from cnnlab.numpy.conv import ALGORITHMS, choose_algorithm, conv2d, corr2d, im2col
+from cnnlab.numpy.direct import direct_conv
+from cnnlab.numpy.fft import fft_conv
 from cnnlab.numpy.pool import avg_pool2d, max_pool2d
+from cnnlab.numpy.winograd import winograd_conv, winograd_matrices
 
-__all__ = ["corr2d", "conv2d", "im2col", "max_pool2d", "avg_pool2d"]
+__all__ = [
+    "corr2d",
+    "conv2d",
+    "im2col",
+    "ALGORITHMS",
+    "choose_algorithm",
+    "direct_conv",
+    "fft_conv",
+    "winograd_conv",
+    "winograd_matrices",
+    "max_pool2d",
+    "avg_pool2d",
+]

@@ -1,19 +1,26 @@
 """Convolution (cross-correlation) in NumPy: the loop of the formula, and its vectorised form.
 
 ``corr2d`` is written by hand, as the book teaches it, and is slow on purpose. ``conv2d`` is the
-same computation arranged as one matrix product (im2col + GEMM) and agrees with
-:func:`torch.nn.functional.conv2d` on the same arguments.
+same computation done fast and agrees with :func:`torch.nn.functional.conv2d` on the same
+arguments. By default it is arranged as matrix products (im2col + GEMM, in blocks that bound the
+memory); ``algorithm=`` selects FFT (:mod:`cnnlab.numpy.fft`), Winograd F(2x2, 3x3)
+(:mod:`cnnlab.numpy.winograd`) or the per-tap direct loop (:mod:`cnnlab.numpy.direct`) instead.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from cnnlab._checks import ConvGeometry, conv2d_geometry
+from cnnlab.numpy.direct import direct_conv
+from cnnlab.numpy.fft import fft_conv
+from cnnlab.numpy.winograd import winograd_conv
 from cnnlab.shapes import IntOrPair
 
-__all__ = ["corr2d", "conv2d", "im2col"]
+__all__ = ["corr2d", "conv2d", "im2col", "choose_algorithm", "ALGORITHMS"]
 
 
 def _as_float_array(name: str, value: object) -> np.ndarray:
@@ -134,6 +141,153 @@ def im2col(x: np.ndarray, geometry: ConvGeometry) -> np.ndarray:
     return view.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh * ow, c * kh * kw)
 
 
+ALGORITHMS = ("auto", "im2col", "fft", "winograd", "direct")
+
+#: Unfolded-column budget of the im2col path, as a fraction of the output's size: the batch or
+#: the output rows are processed in blocks so the column buffer never exceeds it.
+COLUMN_BUDGET = 1.0
+_MIN_COLUMN_ELEMENTS = 1 << 21  # 8 MiB of float32: small layers still get large matrix products
+_MIN_GEMM_COLUMNS = 2048  # below this many output pixels per image, several images share a GEMM
+
+
+def choose_algorithm(
+    weight_shape: tuple[int, ...],
+    geometry: ConvGeometry,
+    in_hw: tuple[int, int] | None = None,
+) -> str:
+    """The algorithm ``conv2d(..., algorithm="auto")`` uses for a layer.
+
+    The rule, from the measurements of chapter 7 (single-threaded, float32):
+
+    * ``"fft"`` when the stride and dilation are 1 and the kernel has at least 169 taps
+      (13x13 or larger): the FFT's cost does not grow with the kernel, im2col's grows with
+      ``kh * kw``, and below about 11x11 to 15x15 (depending on the channel counts) the
+      transforms of the input and of every (output, input) channel pair's kernel cost more
+      than they save;
+    * otherwise ``"im2col"`` (one matrix product per block; 1x1 stride-1 layers skip the
+      unfolding altogether).
+
+    Winograd F(2x2, 3x3) saves multiplications but, written in NumPy, its transforms are
+    extra passes over memory that cost more than they save next to a tuned GEMM, so it is
+    used on request only. ``in_hw`` (the input's height and width) is accepted for rules
+    that depend on it; the present rule does not.
+
+    Examples
+    --------
+    >>> from cnnlab._checks import conv2d_geometry
+    >>> geo = conv2d_geometry((1, 64, 56, 56), (64, 64, 3, 3), None, 1, 1, 1, 1)
+    >>> choose_algorithm((64, 64, 3, 3), geo)
+    'im2col'
+    >>> geo = conv2d_geometry((1, 3, 32, 32), (8, 3, 13, 13), None, 1, 6, 1, 1)
+    >>> choose_algorithm((8, 3, 13, 13), geo, (32, 32))
+    'fft'
+    """
+    kh, kw = weight_shape[2:]
+    if geometry.stride == (1, 1) and geometry.dilation == (1, 1) and kh * kw >= 169:
+        return "fft"
+    return "im2col"
+
+
+def _check_algorithm(algorithm: str, weight_shape: tuple[int, ...], geometry: ConvGeometry):
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if algorithm == "winograd":
+        kernel = tuple(weight_shape[2:])
+        if kernel != (3, 3) or geometry.stride != (1, 1) or geometry.dilation != (1, 1):
+            raise ValueError(
+                f"algorithm='winograd' (F(2x2, 3x3)) needs a 3x3 kernel with stride 1 and "
+                f"dilation 1; this layer has weight shape {tuple(weight_shape)}, kernel "
+                f"{kernel}, stride {geometry.stride}, dilation {geometry.dilation}"
+            )
+
+
+def _input_slab(
+    x: np.ndarray, geometry: ConvGeometry, n0: int, n1: int, r0: int, r1: int
+) -> np.ndarray:
+    """The zero-padded input rows that output rows ``r0:r1`` of images ``n0:n1`` read."""
+    (pt, _), (pl, pr) = geometry.pads
+    s_h, d_h, kh = geometry.stride[0], geometry.dilation[0], geometry.kernel_size[0]
+    top = r0 * s_h - pt
+    bottom = (r1 - 1) * s_h + d_h * (kh - 1) + 1 - pt  # exclusive, in unpadded coordinates
+    height, width = x.shape[2:]
+    if top >= 0 and bottom <= height and pl == 0 and pr == 0:
+        return x[n0:n1, :, top:bottom]  # a view: nothing to pad
+    slab = np.empty((n1 - n0, x.shape[1], bottom - top, width + pl + pr), dtype=x.dtype)
+    lo, hi = max(top, 0), max(min(bottom, height), max(top, 0))  # a band can be all padding
+    # Write every element once: zeros in the border, the input inside.
+    slab[:, :, : lo - top] = 0
+    slab[:, :, hi - top :] = 0
+    slab[:, :, lo - top : hi - top, :pl] = 0
+    slab[:, :, lo - top : hi - top, pl + width :] = 0
+    slab[:, :, lo - top : hi - top, pl : pl + width] = x[n0:n1, :, lo:hi]
+    return slab
+
+
+def _blocks(n: int, geometry: ConvGeometry, k_group: int, o_group: int, budget: int):
+    """Yield ``(n0, n1, r0, r1)``: several whole images or one image's band of output rows,
+    each small enough that its unfolded columns (and, for several images, the product
+    before it is transposed into place) fit in ``budget`` elements."""
+    oh, ow = geometry.out_size
+    per_image = (k_group + o_group) * oh * ow
+    if per_image <= budget:
+        images = max(1, min(n, budget // per_image, -(-_MIN_GEMM_COLUMNS // (oh * ow))))
+        for n0 in range(0, n, images):
+            yield n0, min(n, n0 + images), 0, oh
+        return
+    rows = max(1, budget // (k_group * ow))
+    for n0 in range(n):
+        for r0 in range(0, oh, rows):
+            yield n0, n0 + 1, r0, min(oh, r0 + rows)
+
+
+def _im2col_gemm(x: np.ndarray, weight: np.ndarray, geometry: ConvGeometry, groups: int):
+    """Blocked im2col + GEMM: ``out[n, :, rows] = W (C_out, K) @ cols (K, rows * OW)``.
+
+    ``cols`` is built channel-major (row ``(c, m, l)``, column ``(n, i, j)``), so the product
+    lands in the output's own layout and needs no transpose when a block is one image.
+    """
+    n = x.shape[0]
+    c_out, c_group, kh, kw = weight.shape
+    o_group = c_out // groups
+    (oh, ow) = geometry.out_size
+    out = np.empty((n, c_out, oh, ow), dtype=x.dtype)
+    k_group = c_group * kh * kw
+    w_mat = np.ascontiguousarray(weight).reshape(c_out, k_group)
+    no_pad = geometry.pads == ((0, 0), (0, 0))
+    pointwise = (kh, kw) == (1, 1) and geometry.stride == (1, 1) and no_pad
+    if pointwise:
+        # A 1x1 stride-1 layer is already a matrix product: out[n] = W @ x[n], no unfolding.
+        for g in range(groups):
+            np.matmul(
+                w_mat[g * o_group : (g + 1) * o_group],
+                x[:, g * c_group : (g + 1) * c_group].reshape(n, c_group, oh * ow),
+                out=out[:, g * o_group : (g + 1) * o_group].reshape(n, o_group, oh * ow),
+            )
+        return out
+    budget = max(int(COLUMN_BUDGET * out.size), _MIN_COLUMN_ELEMENTS)
+    blocks = list(_blocks(n, geometry, k_group, o_group, budget))
+    largest = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks) * k_group * ow
+    buffer = np.empty(largest, dtype=x.dtype)  # the columns, reused by every block
+    for n0, n1, r0, r1 in blocks:
+        nb, rows = n1 - n0, r1 - r0
+        slab = _input_slab(x, geometry, n0, n1, r0, r1)
+        for g in range(groups):
+            chans = slice(g * c_group, (g + 1) * c_group)
+            band = dataclasses.replace(geometry, out_size=(rows, ow))
+            view = windows(slab[:, chans], band)  # (nb, C, rows, OW, kh, kw)
+            cols = buffer[: k_group * nb * rows * ow].reshape(c_group, kh, kw, nb, rows, ow)
+            np.copyto(cols, view.transpose(1, 4, 5, 0, 2, 3))
+            cols = cols.reshape(k_group, nb * rows * ow)
+            w_g = w_mat[g * o_group : (g + 1) * o_group]
+            target = out[n0:n1, g * o_group : (g + 1) * o_group, r0:r1]
+            if nb == 1:
+                np.matmul(w_g, cols, out=target[0].reshape(o_group, rows * ow))
+            else:
+                product = (w_g @ cols).reshape(o_group, nb, rows, ow)
+                target[...] = product.transpose(1, 0, 2, 3)
+    return out
+
+
 def conv2d(
     x: np.ndarray,
     weight: np.ndarray,
@@ -142,8 +296,9 @@ def conv2d(
     padding: IntOrPair | str = 0,
     dilation: IntOrPair = 1,
     groups: int = 1,
+    algorithm: str = "auto",
 ) -> np.ndarray:
-    """2-D cross-correlation of a batch of multi-channel images, as one matrix product.
+    """2-D cross-correlation of a batch of multi-channel images, by a choice of fast algorithm.
 
     .. math::
 
@@ -151,8 +306,10 @@ def conv2d(
             x_p(n, c, i s_h + m d_h, j s_w + l d_w)\\, w(o, c, m, l)
 
     where ``x_p`` is ``x`` zero-padded by ``padding`` on each side and ``g(o)`` is the group
-    of input channels that output channel ``o`` reads. Each window is unfolded into a row
-    (:func:`im2col`), and every output pixel of a group comes from one matrix product.
+    of input channels that output channel ``o`` reads. The default algorithm unfolds each
+    window into a column (im2col) and computes every output pixel of a block with one matrix
+    product ``W (C_out, C_in kh kw) @ cols``; blocks of images or of output rows keep the
+    unfolded columns no larger than the output.
 
     Parameters
     ----------
@@ -169,12 +326,18 @@ def conv2d(
         bottom/right when the effective kernel is even, as PyTorch does.
     groups : int
         Split channels into this many independent groups; must divide C_in and C_out.
+    algorithm : {'auto', 'im2col', 'fft', 'winograd', 'direct'}
+        'im2col': blocked unfolding + GEMM. 'fft': products of 2-D FFTs
+        (:mod:`cnnlab.numpy.fft`). 'winograd': F(2x2, 3x3), 3x3 kernels with stride 1 and
+        dilation 1 only (:mod:`cnnlab.numpy.winograd`). 'direct': one shifted multiply-add
+        per kernel tap (:mod:`cnnlab.numpy.direct`). 'auto' picks by the layer's shape, see
+        :func:`choose_algorithm`.
 
     Returns
     -------
     ndarray, shape (N, C_out, OH, OW) or (C_out, OH, OW)
         With ``OH = floor((H + 2p - d(kh - 1) - 1) / s) + 1`` and likewise ``OW``
-        (see :func:`cnnlab.shapes.conv_output_size`).
+        (see :func:`cnnlab.shapes.conv_output_size`). float32 inputs give float32.
 
     Examples
     --------
@@ -183,6 +346,8 @@ def conv2d(
     >>> conv2d(x, w, padding=1).shape
     (1, 3, 5, 5)
     >>> float(conv2d(x, w, padding=1)[0, 0, 2, 2])
+    18.0
+    >>> float(conv2d(x, w, padding=1, algorithm="winograd")[0, 0, 2, 2])
     18.0
     """
     x = _as_float_array("x", x)
@@ -197,25 +362,23 @@ def conv2d(
         dilation,
         groups,
     )
+    _check_algorithm(algorithm, weight.shape, geometry)
+    if algorithm == "auto":
+        algorithm = choose_algorithm(weight.shape, geometry, x.shape[-2:])
     dtype = np.result_type(x, weight) if bias is None else np.result_type(x, weight, bias)
-    batch = x if geometry.batched else x[None]
-    batch = pad2d(batch.astype(dtype, copy=False), geometry.pads)
-    n = batch.shape[0]
-    c_out = weight.shape[0]
-    c_in_group = weight.shape[1]
-    out_group = c_out // groups
-    (oh, ow) = geometry.out_size
-    out = np.empty((n, oh * ow, c_out), dtype=dtype)
-    for g in range(groups):
-        cols = im2col(batch[:, g * c_in_group : (g + 1) * c_in_group], geometry)
-        w = (
-            weight[g * out_group : (g + 1) * out_group]
-            .reshape(out_group, -1)
-            .astype(dtype, copy=False)
-        )
-        out[:, :, g * out_group : (g + 1) * out_group] = cols @ w.T
+    batch = (x if geometry.batched else x[None]).astype(dtype, copy=False)
+    weight = weight.astype(dtype, copy=False)
+    if algorithm == "im2col":
+        out = _im2col_gemm(batch, weight, geometry, groups)
+    else:
+        padded = pad2d(batch, geometry.pads)
+        if algorithm == "winograd":
+            out = winograd_conv(padded, weight, groups)
+        else:
+            method = fft_conv if algorithm == "fft" else direct_conv
+            out = method(
+                padded, weight, geometry.stride, geometry.dilation, geometry.out_size, groups
+            )
     if bias is not None:
-        out += bias.astype(dtype, copy=False)
-    result = out.transpose(0, 2, 1).reshape(n, c_out, oh, ow)
-    result = np.ascontiguousarray(result)
-    return result if geometry.batched else result[0]
+        out += bias.astype(dtype, copy=False)[:, None, None]
+    return out if geometry.batched else out[0]
