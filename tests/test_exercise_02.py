@@ -7,18 +7,22 @@ measures shapes with library functions instead of computing them.
 
 from __future__ import annotations
 
-import copy
-import shutil
-from pathlib import Path
-
-import nbformat
 import pytest
+from exercise_harness import (
+    assert_full_marks,
+    assert_not_implemented,
+    batch_fixture,
+    exercise_dir,
+    not_implemented,
+    passed_names,
+    self_check_report,
+)
 
 from cnnlab import shapes
-from cnnlab.exercises import Limits, check, grade, load_exercise, release
+from cnnlab.exercises import Limits, load_exercise, release
 from cnnlab.exercises.spec import draw_inputs
 
-EXERCISE = Path(__file__).resolve().parents[1] / "exercises" / "02_shapes"
+EXERCISE = exercise_dir("02_shapes")
 LIMITS = Limits(timeout=60, memory_mb=1024, nproc=32, fsize_mb=64)
 
 FUNCTIONS = (
@@ -89,37 +93,7 @@ MEASURED = {
 }
 
 
-def _cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
-            return cell
-    raise KeyError(grade_id)
-
-
-def _variant(source: nbformat.NotebookNode, replacements: dict[str, str]):
-    nb = copy.deepcopy(source)
-    for grade_id, text in replacements.items():
-        _cell(nb, grade_id).source = text
-    return nb
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ex02")
-    subs = root / "submissions"
-    subs.mkdir()
-    source = nbformat.read(str(EXERCISE / "source.ipynb"), as_version=4)
-    nbformat.write(source, str(subs / "solution.ipynb"))
-    nbformat.write(_variant(source, WRONG), str(subs / "honest_wrong.ipynb"))
-    nbformat.write(_variant(source, MEASURED), str(subs / "measured.ipynb"))
-    folder = release(EXERCISE, root / "release")
-    shutil.copy(folder / "student.ipynb", subs / "released.ipynb")
-    results = grade(EXERCISE, [subs], root / "out", limits=LIMITS, jobs=2, progress=False)
-    return {r.id: r for r in results}
-
-
-def _passed(result) -> set[str]:
-    return {t.name for t in result.tests if t.passed}
+graded = batch_fixture(EXERCISE, LIMITS, honest_wrong=WRONG, measured=MEASURED)
 
 
 def test_exercise_has_visible_tests_and_hidden_sweeps():
@@ -167,22 +141,16 @@ def test_stage_references_agree_with_cnnlab_shapes():
 
 
 def test_solution_scores_full_marks(graded):
-    result = graded["solution"]
-    assert result.status == "ok", (result.notes, result.cell_errors)
-    assert result.score == load_exercise(EXERCISE).max_score, [
-        (t.name, t.message) for t in result.tests if not t.passed
-    ]
+    assert_full_marks(graded["solution"], EXERCISE)
 
 
 def test_released_notebook_scores_zero(graded):
-    result = graded["released"]
-    assert result.score == 0
-    assert {t.status for t in result.tests} == {"not_implemented"}
+    assert_not_implemented(graded["released"])
 
 
 def test_honest_wrong_answer_earns_only_what_it_gets_right(graded):
     result = graded["honest_wrong"]
-    assert _passed(result) == WRONG_PASSES
+    assert passed_names(result) == WRONG_PASSES
     exercise = load_exercise(EXERCISE)
     assert result.score == sum(t.points for t in exercise.tests if t.name in WRONG_PASSES)
     failing = next(t for t in result.tests if t.name == "conv_output_size_dilated")
@@ -213,20 +181,15 @@ def test_measuring_with_forbidden_functions_earns_nothing_for_them(graded):
 
 def test_self_check_in_the_released_folder(tmp_path, capsys):
     folder = release(EXERCISE, tmp_path)
-    check("conv_output_size", shapes.conv_output_size, folder=folder)
-    report = capsys.readouterr().out
+    report = self_check_report("conv_output_size", shapes.conv_output_size, folder, capsys)
     assert "conv_output_size: 2/2 points" in report and "FAIL" not in report
 
     def forgets_dilation(size, kernel_size, stride=1, padding=0, dilation=1):
         return (size + 2 * padding - kernel_size) // stride + 1
 
-    check("conv_output_size", forgets_dilation, folder=folder)
-    report = capsys.readouterr().out
+    report = self_check_report("conv_output_size", forgets_dilation, folder, capsys)
     assert "1/2 points" in report
     assert "FAIL conv_output_size_dilated [0/1]: expected 17, got 18. Hint:" in report
 
-    def not_done(*args):
-        raise NotImplementedError()
-
-    check("conv_macs", not_done, folder=folder)
-    assert "0/1 points" in capsys.readouterr().out
+    report = self_check_report("conv_macs", not_implemented, folder, capsys)
+    assert "0/1 points" in report

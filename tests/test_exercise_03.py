@@ -9,20 +9,24 @@ follows which input pixels each unit depends on, independent of every formula.
 
 from __future__ import annotations
 
-import copy
 import functools
-import shutil
-from pathlib import Path
 
-import nbformat
-import numpy as np
-import pytest
+from exercise_harness import (
+    assert_full_marks,
+    assert_not_implemented,
+    batch_fixture,
+    exercise_dir,
+    load_source,
+    passed_names,
+    self_check_report,
+    solution_namespace,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnlab.exercises import Limits, check, grade, load_exercise, release
+from cnnlab.exercises import Limits, load_exercise
 
-EXERCISE = Path(__file__).resolve().parents[1] / "exercises" / "03_receptive_field"
+EXERCISE = exercise_dir("03_receptive_field")
 LIMITS = Limits(timeout=30, memory_mb=1024, nproc=32, fsize_mb=16)
 
 # The recurrence with the classic off-by-one: the jump is multiplied by the layer's own stride
@@ -79,32 +83,9 @@ USES_REFERENCE = {
 }
 
 
-def _source() -> nbformat.NotebookNode:
-    return nbformat.read(str(EXERCISE / "source.ipynb"), as_version=4)
+WRONG = {"receptive_field_steps": WRONG_STEPS, "receptive_field": WRONG_FIELD}
 
-
-def _with_cells(replacements: dict[str, str]) -> nbformat.NotebookNode:
-    nb = copy.deepcopy(_source())
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in replacements:
-            cell.source = replacements[grade_id]
-    return nb
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ex03")
-    subs = root / "submissions"
-    subs.mkdir()
-    shutil.copy(EXERCISE / "source.ipynb", subs / "solution.ipynb")
-    folder = release(EXERCISE, root / "release")
-    shutil.copy(folder / "student.ipynb", subs / "released.ipynb")
-    wrong = _with_cells({"receptive_field_steps": WRONG_STEPS, "receptive_field": WRONG_FIELD})
-    nbformat.write(wrong, str(subs / "honest_wrong.ipynb"))
-    nbformat.write(_with_cells(USES_REFERENCE), str(subs / "uses_reference.ipynb"))
-    results = grade(EXERCISE, [subs], root / "out", limits=LIMITS, jobs=2, progress=False)
-    return {"by_id": {r.id: r for r in results}, "release": folder}
+graded = batch_fixture(EXERCISE, LIMITS, honest_wrong=WRONG, uses_reference=USES_REFERENCE)
 
 
 def test_exercise_has_visible_and_hidden_tests_of_every_function():
@@ -124,22 +105,16 @@ def test_exercise_has_visible_and_hidden_tests_of_every_function():
 
 
 def test_solution_scores_full_marks(graded):
-    result = graded["by_id"]["solution"]
-    assert result.status == "ok", (result.notes, result.cell_errors)
-    assert result.score == load_exercise(EXERCISE).max_score, [
-        (t.name, t.message) for t in result.tests if not t.passed
-    ]
+    assert_full_marks(graded["solution"], EXERCISE)
 
 
 def test_released_notebook_scores_zero(graded):
-    result = graded["by_id"]["released"]
-    assert result.score == 0
-    assert {t.status for t in result.tests} == {"not_implemented"}
+    assert_not_implemented(graded["released"])
 
 
 def test_honest_wrong_fails_wherever_a_stride_matters(graded):
-    result = graded["by_id"]["honest_wrong"]
-    passed = {t.name for t in result.tests if t.passed}
+    result = graded["honest_wrong"]
+    passed = passed_names(result)
     # The off-by-one is invisible only without strides > 1 (or with 1x1 kernels, no padding,
     # after the strided layers): effective_kernel, the empty chain, the stride-1 dilated
     # chain and the block with stride 1 and an identity shortcut.
@@ -156,19 +131,17 @@ def test_honest_wrong_fails_wherever_a_stride_matters(graded):
 
 
 def test_calling_the_references_is_forbidden(graded):
-    result = graded["by_id"]["uses_reference"]
+    result = graded["uses_reference"]
     assert result.score == 0
     assert {t.status for t in result.tests} == {"error"}
     assert all("forbidden" in t.message for t in result.tests if not t.hidden)
 
 
 def test_self_check_in_the_released_folder(graded, capsys):
-    namespace = _solution_functions()
-    check("receptive_field", namespace["receptive_field"], folder=graded["release"])
-    report = capsys.readouterr().out
+    field = _solution_functions()["receptive_field"]
+    report = self_check_report("receptive_field", field, graded.release, capsys)
     assert "receptive_field: 3/3 points" in report and "FAIL" not in report
-    check("input_interval", lambda layers, u: (0, 0), folder=graded["release"])
-    report = capsys.readouterr().out
+    report = self_check_report("input_interval", lambda layers, u: (0, 0), graded.release, capsys)
     assert "0/1 points" in report and "Hint: output unit u sees" in report
 
 
@@ -179,11 +152,7 @@ def test_self_check_in_the_released_folder(graded, capsys):
 
 @functools.cache
 def _solution_functions() -> dict:
-    namespace: dict = {"np": np}
-    for cell in _source().cells:
-        if cell.metadata.get("nbgrader", {}).get("solution"):
-            exec(cell.source, namespace)  # noqa: S102 (the instructor's own notebook)
-    return namespace
+    return solution_namespace(load_source(EXERCISE))
 
 
 def _trace_chain(layers, units: set[int]) -> set[int]:

@@ -8,28 +8,27 @@ zero, and the wrong answer exactly the tests that the same wrong functions, run 
 
 from __future__ import annotations
 
-import copy
-import importlib.util
-import shutil
-from pathlib import Path
-
-import nbformat
 import numpy as np
 import pytest
+from exercise_harness import (
+    assert_full_marks,
+    assert_grader_agrees_with_this_process,
+    assert_not_implemented,
+    batch_fixture,
+    exercise_dir,
+    load_module,
+    not_implemented,
+    self_check_report,
+)
 
 from cnnlab.equivariance import shift
-from cnnlab.exercises import Limits, grade, load_exercise, release
-from cnnlab.exercises.compare import compare
-from cnnlab.exercises.spec import draw_inputs
+from cnnlab.exercises import Limits, load_exercise
 from cnnlab.numpy import avg_pool2d, conv2d, max_pool2d
 
-ROOT = Path(__file__).resolve().parents[1]
-EXERCISE = ROOT / "exercises" / "04_equivariance"
+EXERCISE = exercise_dir("04_equivariance")
 LIMITS = Limits(timeout=60, memory_mb=1024, nproc=64, fsize_mb=64)
 
-_spec = importlib.util.spec_from_file_location("exercise_04_tests", EXERCISE / "tests.py")
-ex04 = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ex04)
+ex04 = load_module(EXERCISE / "tests.py", "exercise_04_tests")
 
 WRONG_ERROR = '''
 def equivariance_error(layers, x, dy, dx, mode="circular"):
@@ -110,74 +109,27 @@ def test_circular_network_commutes_with_every_shift_its_stride_divides():
     np.testing.assert_allclose(f(shift(x, 4, -8)), shift(f(x), 1, -2), atol=1e-12)
 
 
-def _wrong(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    wrong = copy.deepcopy(source)
-    for cell in wrong.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid == "equivariance_error":
-            cell.source = WRONG_ERROR.strip()
-        elif gid == "first_breaking_layer":
-            cell.source = WRONG_FIRST.strip()
-    return wrong
+WRONG = {"equivariance_error": WRONG_ERROR, "first_breaking_layer": WRONG_FIRST}
 
 
-def _solution_code(notebook: nbformat.NotebookNode) -> dict:
-    """Run the notebook's code cells here (no check cells) and return its functions."""
-    namespace: dict = {}
-    for cell in notebook.cells:
-        if cell.cell_type == "code" and not cell.source.startswith("check("):
-            exec(cell.source, namespace)  # noqa: S102 (our own notebook)
-    return namespace
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ex04")
-    subs = root / "submissions"
-    subs.mkdir()
-    source = nbformat.read(str(EXERCISE / "source.ipynb"), as_version=4)
-    nbformat.write(source, str(subs / "solution.ipynb"))
-    wrong = _wrong(source)
-    nbformat.write(wrong, str(subs / "honest_wrong.ipynb"))
-    cheat = copy.deepcopy(source)
-    next(
-        c for c in cheat.cells if c.metadata["nbgrader"]["grade_id"] == "shift"
-    ).source = USES_REFERENCE.strip()
-    nbformat.write(cheat, str(subs / "uses_reference.ipynb"))
-    folder = release(EXERCISE, root / "release")
-    shutil.copy(folder / "student.ipynb", subs / "released.ipynb")
-    results = grade(EXERCISE, [subs], root / "out", limits=LIMITS, jobs=2, progress=False)
-    return {"by_id": {r.id: r for r in results}, "wrong": wrong, "release": folder}
+graded = batch_fixture(
+    EXERCISE, LIMITS, honest_wrong=WRONG, uses_reference={"shift": USES_REFERENCE}
+)
 
 
 def test_solution_scores_full_marks(graded):
-    result = graded["by_id"]["solution"]
-    assert result.status == "ok", (result.notes, result.cell_errors)
-    assert result.score == load_exercise(EXERCISE).max_score, [
-        (t.name, t.message) for t in result.tests
-    ]
+    assert_full_marks(graded["solution"], EXERCISE)
 
 
 def test_released_notebook_scores_zero(graded):
-    result = graded["by_id"]["released"]
-    assert result.score == 0
-    assert {t.status for t in result.tests} == {"not_implemented"}
+    assert_not_implemented(graded["released"])
 
 
 def test_honest_wrong_answer_earns_exactly_what_its_functions_earn_here(graded):
     """The grader's verdict per test equals a comparison made in this process."""
-    functions = _solution_code(graded["wrong"])
+    result = graded["honest_wrong"]
+    expected_pass = assert_grader_agrees_with_this_process(result, EXERCISE, WRONG)
     exercise = load_exercise(EXERCISE)
-    expected_pass = set()
-    for test in exercise.tests:
-        args, kwargs = draw_inputs(test)
-        reference = np.asarray(test.reference(*args, **kwargs), dtype=float)
-        got = np.asarray(functions[test.function](*args, **kwargs), dtype=float)
-        if compare(test, reference, got)[0]:
-            expected_pass.add(test.name)
-    result = graded["by_id"]["honest_wrong"]
-    assert result.status == "ok", result.cell_errors
-    assert {t.name for t in result.tests if t.passed} == expected_pass
     # Forgetting the stride costs the strided error tests and the worked example's even shift.
     assert {"error_worked_network_zero_shift", "first_breaking_worked_even_shift"}.isdisjoint(
         expected_pass
@@ -187,7 +139,7 @@ def test_honest_wrong_answer_earns_exactly_what_its_functions_earn_here(graded):
 
 
 def test_forbidden_reference_raises_in_the_worker(graded):
-    result = graded["by_id"]["uses_reference"]
+    result = graded["uses_reference"]
     shift_tests = [t for t in result.tests if t.name.startswith("shift_")]
     assert shift_tests and not any(t.passed for t in shift_tests)
     assert "forbidden" in " ".join(t.message for t in shift_tests)
@@ -195,13 +147,7 @@ def test_forbidden_reference_raises_in_the_worker(graded):
     assert any(t.passed for t in result.tests if t.function == "forward")
 
 
-def test_released_self_check_reports_not_implemented(graded, capsys, monkeypatch):
-    from cnnlab.exercises import check
-
-    def shift_stub(x, dy, dx, mode="circular"):
-        raise NotImplementedError()
-
-    check("shift", shift_stub, folder=graded["release"])
-    out = capsys.readouterr().out
+def test_released_self_check_reports_not_implemented(graded, capsys):
+    out = self_check_report("shift", not_implemented, graded.release, capsys)
     assert "shift: 0/2 points on the visible tests" in out
     assert "not implemented yet" in out

@@ -10,27 +10,27 @@ wrong functions, run here, pass.
 
 from __future__ import annotations
 
-import copy
-import importlib.util
-import shutil
-from pathlib import Path
-
-import nbformat
 import numpy as np
 import pytest
 import torch
+from exercise_harness import (
+    assert_full_marks,
+    assert_grader_agrees_with_this_process,
+    assert_not_implemented,
+    batch_fixture,
+    exercise_dir,
+    load_module,
+    not_implemented,
+    self_check_report,
+)
 
-from cnnlab.exercises import Limits, grade, load_exercise, release
-from cnnlab.exercises.compare import compare
+from cnnlab.exercises import Limits, load_exercise
 from cnnlab.exercises.spec import draw_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
-EXERCISE = ROOT / "exercises" / "05_transfer"
+EXERCISE = exercise_dir("05_transfer")
 LIMITS = Limits(timeout=90, memory_mb=2048, nproc=64, fsize_mb=64)
 
-_spec = importlib.util.spec_from_file_location("exercise_05_tests", EXERCISE / "tests.py")
-ex05 = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ex05)
+ex05 = load_module(EXERCISE / "tests.py", "exercise_05_tests")
 
 WRONG_FREEZE = '''
 def freeze_and_step(model, n, x, y, lr):
@@ -168,72 +168,27 @@ def test_reference_transfer_takes_blocks_from_a_and_the_rest_from_b():
     np.testing.assert_array_equal(got[cut:], _flat(model_b)[cut:])
 
 
-def _replace(source, replacements: dict) -> nbformat.NotebookNode:
-    notebook = copy.deepcopy(source)
-    for cell in notebook.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in replacements:
-            cell.source = replacements[gid].strip()
-    return notebook
+WRONG = {"freeze_and_step": WRONG_FREEZE, "ablation_importance": WRONG_ABLATION}
 
 
-def _solution_code(notebook: nbformat.NotebookNode) -> dict:
-    """Run the notebook's code cells here (no check cells) and return its functions."""
-    namespace: dict = {}
-    for cell in notebook.cells:
-        if cell.cell_type == "code" and not cell.source.startswith("check("):
-            exec(cell.source, namespace)  # noqa: S102 (our own notebook)
-    return namespace
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ex05")
-    subs = root / "submissions"
-    subs.mkdir()
-    source = nbformat.read(str(EXERCISE / "source.ipynb"), as_version=4)
-    nbformat.write(source, str(subs / "solution.ipynb"))
-    wrong = _replace(
-        source, {"freeze_and_step": WRONG_FREEZE, "ablation_importance": WRONG_ABLATION}
-    )
-    nbformat.write(wrong, str(subs / "honest_wrong.ipynb"))
-    nbformat.write(
-        _replace(source, {"transfer": USES_REFERENCE}), str(subs / "uses_reference.ipynb")
-    )
-    folder = release(EXERCISE, root / "release")
-    shutil.copy(folder / "student.ipynb", subs / "released.ipynb")
-    results = grade(EXERCISE, [subs], root / "out", limits=LIMITS, jobs=2, progress=False)
-    return {"by_id": {r.id: r for r in results}, "wrong": wrong, "release": folder}
+graded = batch_fixture(
+    EXERCISE, LIMITS, honest_wrong=WRONG, uses_reference={"transfer": USES_REFERENCE}
+)
 
 
 def test_solution_scores_full_marks(graded):
-    result = graded["by_id"]["solution"]
-    assert result.status == "ok", (result.notes, result.cell_errors)
-    assert result.score == load_exercise(EXERCISE).max_score, [
-        (t.name, t.message) for t in result.tests
-    ]
+    assert_full_marks(graded["solution"], EXERCISE)
 
 
 def test_released_notebook_scores_zero(graded):
-    result = graded["by_id"]["released"]
-    assert result.score == 0
-    assert {t.status for t in result.tests} == {"not_implemented"}
+    assert_not_implemented(graded["released"])
 
 
 def test_honest_wrong_answer_earns_exactly_what_its_functions_earn_here(graded):
     """The grader's verdict per test equals a comparison made in this process."""
-    functions = _solution_code(graded["wrong"])
+    result = graded["honest_wrong"]
+    expected_pass = assert_grader_agrees_with_this_process(result, EXERCISE, WRONG)
     exercise = load_exercise(EXERCISE)
-    expected_pass = set()
-    for test in exercise.tests:
-        args, kwargs = draw_inputs(test)
-        reference = np.asarray(test.reference(*args, **kwargs), dtype=float)
-        got = np.asarray(functions[test.function](*args, **kwargs), dtype=float)
-        if compare(test, reference, got)[0]:
-            expected_pass.add(test.name)
-    result = graded["by_id"]["honest_wrong"]
-    assert result.status == "ok", result.cell_errors
-    assert {t.name for t in result.tests if t.passed} == expected_pass
     # With nothing frozen the two freezes agree; with a frozen block the biases give it away.
     assert "freeze_nothing" in expected_pass
     assert {"freeze_one_block", "freeze_two_of_three", "freeze_all_blocks_deep"}.isdisjoint(
@@ -245,7 +200,7 @@ def test_honest_wrong_answer_earns_exactly_what_its_functions_earn_here(graded):
 
 
 def test_forbidden_reference_raises_in_the_worker(graded):
-    result = graded["by_id"]["uses_reference"]
+    result = graded["uses_reference"]
     transfer_tests = [t for t in result.tests if t.function == "transfer"]
     assert transfer_tests and not any(t.passed for t in transfer_tests)
     assert "forbidden" in " ".join(t.message for t in transfer_tests)
@@ -254,12 +209,6 @@ def test_forbidden_reference_raises_in_the_worker(graded):
 
 
 def test_released_self_check_reports_not_implemented(graded, capsys):
-    from cnnlab.exercises import check
-
-    def transfer_stub(model_a, model_b, n):
-        raise NotImplementedError()
-
-    check("transfer", transfer_stub, folder=graded["release"])
-    out = capsys.readouterr().out
+    out = self_check_report("transfer", not_implemented, graded.release, capsys)
     assert "transfer: 0/2 points on the visible tests" in out
     assert "not implemented yet" in out
