@@ -98,6 +98,41 @@ def _out_size(
     return (out[0], out[1])
 
 
+def check_windows_fit(
+    array_shape: tuple[int, ...],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out_size: tuple[int, int],
+    what: str,
+) -> None:
+    """Check that ``out_size`` windows fit in an already padded array of ``array_shape``.
+
+    The last window on an axis ends at ``(o - 1) s + d (k - 1) + 1``, which must be at most the
+    padded size ``hp``: the largest ``o`` allowed is ``(hp - d (k - 1) - 1) // s + 1``. Strided
+    views built from a geometry that breaks this would read memory outside the array.
+    """
+    for name, value in (("stride", stride), ("dilation", dilation), ("kernel_size", kernel_size)):
+        if len(value) != 2 or min(value) < 1:
+            raise ValueError(f"{what}: {name} must be a pair of ints >= 1, got {value!r}")
+    if len(out_size) != 2 or min(out_size) < 1:
+        raise ValueError(f"{what}: out_size must be a pair of ints >= 1, got {out_size!r}")
+    if len(array_shape) != 4:
+        raise ValueError(f"{what}: input must be 4-D (N, C, Hp, Wp), got shape {array_shape}")
+    for axis in range(2):
+        end = (out_size[axis] - 1) * stride[axis] + dilation[axis] * (kernel_size[axis] - 1) + 1
+        if end > array_shape[2 + axis]:
+            fits = (array_shape[2 + axis] - dilation[axis] * (kernel_size[axis] - 1) - 1) // stride[
+                axis
+            ] + 1
+            raise ValueError(
+                f"{what}: out_size {tuple(out_size)} does not fit the padded input of shape "
+                f"{tuple(array_shape)} with kernel_size {tuple(kernel_size)}, stride "
+                f"{tuple(stride)}, dilation {tuple(dilation)}: axis {axis} has room for at most "
+                f"{max(fits, 0)} outputs"
+            )
+
+
 def conv2d_geometry(
     x_shape: tuple[int, ...],
     weight_shape: tuple[int, ...],

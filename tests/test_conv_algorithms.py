@@ -185,3 +185,26 @@ def test_auto_rule(x_shape, w_shape, kwargs, expected):
         1,
     )
     assert cnp.choose_algorithm(w_shape, geometry, x_shape[-2:]) == expected
+
+
+def test_direct_conv_refuses_an_out_size_larger_than_the_input():
+    # A 4x4 input and a 2x2 kernel leave room for 3x3 outputs; 6x6 would read past the array.
+    xp = np.arange(16.0).reshape(1, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"out_size \(6, 6\).*shape \(1, 1, 4, 4\)"):
+        cnp.direct_conv(xp, np.ones((1, 1, 2, 2)), (1, 1), (1, 1), (6, 6))
+    with pytest.raises(ValueError, match=r"out_size \(6, 6\).*shape \(1, 1, 4, 4\)"):
+        cnp.fft_conv(xp, np.ones((1, 1, 2, 2)), (1, 1), (1, 1), (6, 6))
+    full = cnp.direct_conv(xp, np.ones((1, 1, 2, 2)), (1, 1), (1, 1), (3, 3))
+    ref = F.conv2d(torch.from_numpy(xp), torch.ones(1, 1, 2, 2, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(full, ref)
+
+
+def test_windows_and_im2col_refuse_a_geometry_that_does_not_fit():
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    geometry = conv2d_geometry((1, 1, 6, 6), (1, 1, 2, 2), None, 1, 0, 1, 1)  # made for 6x6
+    with pytest.raises(ValueError, match=r"out_size \(5, 5\).*shape \(1, 1, 4, 4\)"):
+        cnp.im2col(x, geometry)
+    with pytest.raises(ValueError, match=r"out_size \(5, 5\)"):
+        conv_module.windows(x, geometry)
+    fitting = conv2d_geometry(x.shape, (1, 1, 2, 2), None, 1, 0, 1, 1)
+    assert cnp.im2col(x, fitting).shape == (1, 9, 4)

@@ -163,3 +163,24 @@ W = np.zeros((3, 4, 3, 3))
 def test_bad_input_raises_clear_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+COMPLEX = np.ones((1, 1, 4, 4)) * (1 + 2j)
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: cnp.conv2d(COMPLEX, np.ones((1, 1, 2, 2))), "x"),
+        (lambda: cnp.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)) * 1j), "weight"),
+        (lambda: cnp.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), np.ones(1) * 1j), "bias"),
+        (lambda: cnp.corr2d(COMPLEX[0, 0], np.ones((2, 2))), "image"),
+        (lambda: cnp.corr2d(np.ones((4, 4)), np.ones((2, 2), dtype=np.complex64)), "kernel"),
+        (lambda: cnp.max_pool2d(COMPLEX, 2), "x"),
+        (lambda: cnp.avg_pool2d(COMPLEX, 2), "x"),
+    ],
+)
+def test_complex_input_is_refused_not_truncated(call, name):
+    # Casting complex to float keeps only the real part; a real-valued op must refuse instead.
+    with pytest.raises(TypeError, match=rf"^{name} must be a real array, got complex"):
+        call()

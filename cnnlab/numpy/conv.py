@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnlab._checks import ConvGeometry, conv2d_geometry
+from cnnlab._checks import ConvGeometry, check_windows_fit, conv2d_geometry
 from cnnlab.numpy.direct import direct_conv
 from cnnlab.numpy.fft import fft_conv
 from cnnlab.numpy.winograd import winograd_conv
@@ -29,6 +29,11 @@ def _as_float_array(name: str, value: object) -> np.ndarray:
         np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
     ):
         raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    if array.dtype.kind == "c":
+        raise TypeError(
+            f"{name} must be a real array, got complex dtype {array.dtype} (casting to float "
+            f"would drop the imaginary part)"
+        )
     if not np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float64)
     return array
@@ -109,7 +114,20 @@ def windows(x: np.ndarray, geometry: ConvGeometry) -> np.ndarray:
     -------
     ndarray, shape (N, C, OH, OW, kh, kw)
         ``out[n, c, i, j, m, l] = x[n, c, i*s_h + m*d_h, j*s_w + l*d_w]``, with no copy.
+
+    Raises
+    ------
+    ValueError
+        If the geometry's windows do not fit in ``x`` (the view would read outside it).
     """
+    check_windows_fit(
+        x.shape,
+        geometry.kernel_size,
+        geometry.stride,
+        geometry.dilation,
+        geometry.out_size,
+        "windows",
+    )
     n, c = x.shape[:2]
     sn, sc, sh, sw = x.strides
     (oh, ow), (kh, kw) = geometry.out_size, geometry.kernel_size

@@ -13,20 +13,22 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from cnnlab._checks import check_windows_fit
+
 __all__ = ["direct_conv"]
 
 
 def _tap_view(
     xp: np.ndarray,
     m: int,
-    n: int,
+    l: int,  # noqa: E741
     out_size: tuple[int, int],
     stride: tuple[int, int],
     dilation: tuple[int, int],
 ) -> np.ndarray:
-    """The (N, C, OH, OW) view ``xp[:, :, i s_h + m d_h, j s_w + n d_w]`` (no copy)."""
+    """The (N, C, OH, OW) view ``xp[:, :, i s_h + m d_h, j s_w + l d_w]`` (no copy)."""
     sn, sc, sh, sw = xp.strides
-    start = xp[:, :, m * dilation[0] :, n * dilation[1] :]
+    start = xp[:, :, m * dilation[0] :, l * dilation[1] :]
     return as_strided(
         start,
         shape=(xp.shape[0], xp.shape[1], *out_size),
@@ -57,7 +59,8 @@ def direct_conv(
     weight : ndarray, shape (C_out, C_in / groups, kh, kw)
     stride, dilation : (int, int)
     out_size : (int, int)
-        ``(OH, OW)``, as :func:`cnnlab.shapes.conv_output_size` gives it.
+        ``(OH, OW)``, as :func:`cnnlab.shapes.conv_output_size` gives it; checked against
+        ``xp``'s shape (a ValueError if the windows would reach past ``xp``).
     groups : int
 
     Returns
@@ -72,18 +75,19 @@ def direct_conv(
     array([[10., 18.],
            [42., 50.]])
     """
-    n = xp.shape[0]
     c_out, c_group, kh, kw = weight.shape
+    check_windows_fit(xp.shape, (kh, kw), stride, dilation, out_size, "direct_conv")
+    batch = xp.shape[0]
     o_group = c_out // groups
     dtype = np.result_type(xp, weight)
-    acc = np.zeros((c_out, n, *out_size), dtype=dtype)  # channel-first: tensordot's order
+    acc = np.zeros((c_out, batch, *out_size), dtype=dtype)  # channel-first: tensordot's order
     for g in range(groups):
         x_g = xp[:, g * c_group : (g + 1) * c_group]
         w_g = weight[g * o_group : (g + 1) * o_group]
         for m in range(kh):
-            for n in range(kw):
-                shifted = _tap_view(x_g, m, n, out_size, stride, dilation)
+            for l in range(kw):  # noqa: E741 (the formula's name for the column tap)
+                shifted = _tap_view(x_g, m, l, out_size, stride, dilation)
                 acc[g * o_group : (g + 1) * o_group] += np.tensordot(
-                    w_g[:, :, m, n], shifted, axes=([1], [1])
+                    w_g[:, :, m, l], shifted, axes=([1], [1])
                 )
     return np.ascontiguousarray(acc.transpose(1, 0, 2, 3))

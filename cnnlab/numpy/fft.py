@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab._checks import check_windows_fit
+
 __all__ = ["fft_conv", "fast_fft_size"]
 
 
@@ -75,6 +77,7 @@ def fft_conv(
     array([[10., 18.],
            [42., 50.]])
     """
+    check_windows_fit(xp.shape, weight.shape[2:], stride, dilation, out_size, "fft_conv")
     n, _, hp, wp = xp.shape
     size = (fast_fft_size(hp), fast_fft_size(wp))
     c_out, c_group, kh, kw = weight.shape
