@@ -39,8 +39,11 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.shapes import pair
+
 __all__ = [
     "shift",
+    "to_numpy",
     "equivariance_residual",
     "equivariance_error",
     "invariance_error",
@@ -158,7 +161,14 @@ def shift(x: Any, dy: float, dx: float, mode: str = "circular") -> Any:
     return out
 
 
-def _to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray:
+    """``x`` (an ndarray, a Tensor on any device, or array-like) as a float64 ndarray.
+
+    Examples
+    --------
+    >>> to_numpy([1, 2]).dtype
+    dtype('float64')
+    """
     if _is_tensor(x):
         return x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
@@ -166,7 +176,7 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 def _output_shift(dy: float, dx: float, stride: int | tuple[int, int]) -> tuple[float, float, bool]:
     """Shift of a feature map of cumulative stride ``stride`` for an input shift (dy, dx)."""
-    sy, sx = (stride, stride) if isinstance(stride, numbers.Integral) else tuple(stride)
+    sy, sx = pair(stride, "stride")
     if min(sy, sx) < 1:
         raise ValueError(f"stride must be >= 1, got {stride!r}")
     oy, ox = dy / sy, dx / sx
@@ -215,6 +225,18 @@ def equivariance_residual(
     >>> float(np.abs(equivariance_residual(square, x, 1, 2)).max())
     0.0
     """
+    return _residual_and_output(f, x, dy, dx, mode, stride)[0]
+
+
+def _residual_and_output(
+    f: Callable[[Any], Any],
+    x: Any,
+    dy: float,
+    dx: float,
+    mode: str,
+    stride: int | tuple[int, int],
+) -> tuple[Any, Any]:
+    """``(f(T_d x) - T_{d/s} f(x), f(x))``, calling ``f`` exactly twice."""
     _check_array("x", x)
     out_dy, out_dx, on_grid = _output_shift(dy, dx, stride)
     shifted_then_f = f(shift(x, dy, dx, mode))
@@ -225,7 +247,7 @@ def equivariance_residual(
             f"f(shift(x)) has shape {tuple(shifted_then_f.shape)}"
         )
     out_mode = mode if on_grid else "fourier"
-    return shifted_then_f - shift(f_x, out_dy, out_dx, out_mode)
+    return shifted_then_f - shift(f_x, out_dy, out_dx, out_mode), f_x
 
 
 def _crop(a: np.ndarray, crop: int) -> np.ndarray:
@@ -304,9 +326,9 @@ def equivariance_error(
     >>> round(equivariance_error(flip, x, 1, 0), 3) > 0.1
     True
     """
-    residual = _to_numpy(equivariance_residual(f, x, dy, dx, mode, stride))
+    residual, f_x = _residual_and_output(f, x, dy, dx, mode, stride)
+    residual, reference = to_numpy(residual), to_numpy(f_x)
     _check_crop(crop, residual.shape)
-    reference = _to_numpy(f(x))
     return _relative(_crop(residual, crop), _crop(reference, crop))
 
 
@@ -340,8 +362,8 @@ def invariance_error(
     True
     """
     _check_array("x", x)
-    shifted = _to_numpy(f(shift(x, dy, dx, mode)))
-    reference = _to_numpy(f(x))
+    shifted = to_numpy(f(shift(x, dy, dx, mode)))
+    reference = to_numpy(f(x))
     if shifted.shape != reference.shape:
         raise ValueError(
             f"f changes its output shape under the shift: {reference.shape} vs {shifted.shape}"
@@ -392,10 +414,9 @@ def _module_stride(module: Any) -> tuple[int, int]:
     stride = getattr(module, "stride", None)
     if stride is None:
         return (1, 1)
-    if isinstance(stride, numbers.Integral):
-        return (int(stride), int(stride))
-    stride = tuple(int(s) for s in stride)
-    return stride if len(stride) == 2 else (stride[0], stride[0])
+    if isinstance(stride, (tuple, list)) and len(stride) == 1:  # a 1-D layer's (s,)
+        stride = stride[0]
+    return pair(stride, "stride")
 
 
 def probe_layers(
@@ -426,7 +447,9 @@ def probe_layers(
     Parameters
     ----------
     model : torch.nn.Module
-        Put it in eval mode first if it has dropout or batch norm. Run under ``no_grad``.
+        Run in eval mode (so batch norm uses its running statistics and leaves them
+        unchanged, and dropout is off) under ``no_grad``; its previous mode is restored
+        afterwards.
     x : Tensor, shape (N, C, H, W)
     shifts : sequence of (int, int)
         Input shifts ``(dy, dx)``.
@@ -490,8 +513,13 @@ def probe_layers(
                 handle.remove()
         return records
 
-    base = run(x)
-    shifted_runs = [run(shift(x, dy, dx, mode)) for dy, dx in shifts]
+    was_training = model.training
+    model.eval()
+    try:
+        base = run(x)
+        shifted_runs = [run(shift(x, dy, dx, mode)) for dy, dx in shifts]
+    finally:
+        model.train(was_training)
     reports = []
     sy, sx = 1, 1
     for index, (label, module, out) in enumerate(base):
@@ -503,10 +531,10 @@ def probe_layers(
             if out.ndim == 4:
                 oy, ox, exact = _output_shift(dy, dx, (sy, sx))
                 expected = shift(out, oy, ox, "circular" if exact else "fourier")
-                errors.append(_relative(_to_numpy(out_k - expected), _to_numpy(out)))
+                errors.append(_relative(to_numpy(out_k - expected), to_numpy(out)))
                 on_grid.append(exact)
             else:
-                errors.append(_relative(_to_numpy(out_k - out), _to_numpy(out)))
+                errors.append(_relative(to_numpy(out_k - out), to_numpy(out)))
                 on_grid.append(True)
         reports.append(
             LayerReport(

@@ -269,3 +269,62 @@ def test_format_reports_marks_off_grid_errors():
     assert len(lines) == 2
     assert lines[1].split()[-2:] == ["0.000", "0.250*"]
     assert r.error == pytest.approx(0.125)
+
+
+def test_probe_layers_runs_in_eval_mode_and_restores_the_mode():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1, padding_mode="circular"), nn.BatchNorm2d(3), nn.Dropout(0.5)
+    )
+    net.train()
+    with torch.no_grad():  # give the running statistics values a batch would change
+        net[1].running_mean.fill_(0.25)
+        net[1].running_var.fill_(2.0)
+    mean, var = net[1].running_mean.clone(), net[1].running_var.clone()
+    batches = net[1].num_batches_tracked.clone()
+    x = torch.randn(2, 1, 8, 8)
+    reports = probe_layers(net, x, [(1, 0), (0, 3)])
+    assert net.training and all(m.training for m in net.modules())
+    assert torch.equal(net[1].running_mean, mean) and torch.equal(net[1].running_var, var)
+    assert torch.equal(net[1].num_batches_tracked, batches)
+    # In eval mode the circular conv, a fixed affine batch norm and the identity dropout all
+    # commute with circular shifts; train-mode dropout noise would make these errors O(1).
+    assert max(max(r.errors) for r in reports) < 1e-6
+    net.eval()
+    probe_layers(net, x, [(1, 0)])
+    assert not net.training
+
+
+def test_error_functions_call_f_once_per_input():
+    calls = []
+
+    def counting(a):
+        calls.append(a.copy())
+        return a * 2.0
+
+    x = np.arange(36.0).reshape(6, 6)
+    assert equivariance_error(counting, x, 1, 2) < 1e-15
+    assert len(calls) == 2
+    assert sum(np.array_equal(c, x) for c in calls) == 1  # f(x) once, f(shift x) once
+    calls.clear()
+    invariance_error(counting, x, 1, 2)
+    assert len(calls) == 2
+
+
+def test_stride_must_be_an_int_or_a_pair():
+    x = np.ones((4, 4))
+    with pytest.raises(ValueError, match="stride"):
+        equivariance_error(lambda a: a, x, 1, 1, stride=(1, 1, 1))
+    with pytest.raises(TypeError, match="stride"):
+        equivariance_error(lambda a: a, x, 1, 1, stride="2")
+
+
+def test_probe_layers_rejects_a_three_axis_stride():
+    class Odd(nn.Module):
+        stride = (1, 1, 1)
+
+        def forward(self, a):
+            return a
+
+    with pytest.raises(ValueError, match="stride"):
+        probe_layers(nn.Sequential(Odd()), torch.ones(1, 1, 4, 4), [(1, 0)])

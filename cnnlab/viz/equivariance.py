@@ -10,13 +10,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnnlab.equivariance import LayerReport, _to_numpy, shift
+from cnnlab.equivariance import LayerReport, shift, to_numpy
 
 __all__ = ["plot_commuting_square", "plot_layer_errors"]
 
 
 def _image(a: Any) -> np.ndarray:
-    a = _to_numpy(a)
+    a = to_numpy(a)
     while a.ndim > 2:
         a = a[0]
     return a
