@@ -365,10 +365,10 @@ def ablated(model: SmallCNN, layer: int, filters: Sequence[int]) -> Iterator[Sma
     bad = [f for f in filters if not 0 <= f < width]
     if bad:
         raise ValueError(f"filters {bad} are outside 0..{width - 1} (block {layer} has {width})")
-    mask = torch.ones(1, width, 1, 1)
-    mask[0, filters] = 0.0
 
     def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        mask = output.new_ones((1, width, 1, 1))  # the output's own device and dtype
+        mask[0, filters] = 0.0
         return output * mask
 
     handle = model.layers[layer].register_forward_hook(hook)

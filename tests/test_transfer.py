@@ -242,3 +242,22 @@ def test_tiny_experiment_is_reproducible(tiny_result) -> None:
     for arm in ARMS:
         np.testing.assert_array_equal(again.accuracy[arm], result.accuracy[arm])
     np.testing.assert_array_equal(again.base_b, result.base_b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_ablation_keeps_the_model_dtype(dtype: torch.dtype) -> None:
+    net = _net(0).to(dtype)
+    x = torch.randn(2, 1, 8, 8, dtype=dtype)
+    with torch.no_grad(), ablated(net, 0, [1]):
+        feats = net.features(x)
+        logits = net(x)
+    assert all(f.dtype == dtype for f in feats) and logits.dtype == dtype
+    assert torch.count_nonzero(feats[0][:, 1]) == 0
+
+
+def test_ablation_follows_the_model_device() -> None:
+    # The 'meta' device stands in for a GPU: a CPU mask cannot multiply its tensors.
+    net = _net(0).to("meta")
+    with torch.no_grad(), ablated(net, 1, [0, 2]):
+        out = net(torch.empty(2, 1, 8, 8, device="meta"))
+    assert out.device.type == "meta" and out.shape == (2, 3)
