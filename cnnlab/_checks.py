@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnnlab.shapes import IntOrPair, pair
+from cnnlab.shapes import IntOrPair, check_int, pair, window_output_size
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
@@ -41,8 +41,8 @@ class ConvGeometry:
 
 def _positive(name: str, value: IntOrPair) -> tuple[int, int]:
     p = pair(value, name)
-    if min(p) < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    for v in p:
+        check_int(name, v, minimum=1)
     return p
 
 
@@ -84,18 +84,9 @@ def _out_size(
     dilation: tuple[int, int],
     what: str,
 ) -> tuple[int, int]:
-    out = []
-    for axis in range(2):
-        padded = in_hw[axis] + pads[axis][0] + pads[axis][1]
-        span = dilation[axis] * (kernel_size[axis] - 1) + 1
-        if span > padded:
-            raise ValueError(
-                f"{what} kernel spans {span} pixels on axis {axis} (kernel_size {kernel_size}, "
-                f"dilation {dilation}), more than the padded input of {padded} "
-                f"(input {in_hw}, padding {pads})"
-            )
-        out.append((padded - span) // stride[axis] + 1)
-    return (out[0], out[1])
+    span = tuple(dilation[a] * (kernel_size[a] - 1) + 1 for a in range(2))
+    prefix = f"{what} with kernel_size {kernel_size}, dilation {dilation}: "
+    return window_output_size(in_hw, span, stride, pads, what=prefix)
 
 
 def check_windows_fit(
@@ -157,8 +148,7 @@ def conv2d_geometry(
             f"weight must be 4-D (C_out, C_in/groups, kh, kw), got {len(weight_shape)}-D shape "
             f"{weight_shape}"
         )
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+    groups = check_int("groups", groups, minimum=1)
     batched = len(x_shape) == 4
     c_in, h, w = x_shape[-3:]
     c_out, c_per_group, kh, kw = weight_shape

@@ -28,7 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cnnlab.shapes import IntOrPair, conv_output_size, pair
+from cnnlab.numpy.dilation import dilate_kernel
+from cnnlab.shapes import IntOrPair, check_int, conv_output_size, pair
 
 __all__ = [
     "dilate_kernel",
@@ -42,11 +43,8 @@ __all__ = [
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+    # Kept for cnnlab.torch.aspp, which imports it; new code calls cnnlab.shapes.check_int.
+    return check_int(name, value, minimum=1)
 
 
 def _rates(name: str, rates: object) -> tuple[int, ...]:
@@ -54,48 +52,7 @@ def _rates(name: str, rates: object) -> tuple[int, ...]:
         rates = (rates,)
     if not isinstance(rates, Sequence) or isinstance(rates, str) or len(rates) == 0:
         raise ValueError(f"{name} must be a non-empty sequence of positive ints, got {rates!r}")
-    return tuple(_positive_int(f"{name}[{i}]", r) for i, r in enumerate(rates))
-
-
-def dilate_kernel(kernel: np.ndarray, dilation: IntOrPair) -> np.ndarray:
-    """Insert ``dilation - 1`` zeros between neighbouring taps of a kernel.
-
-    The result, of spatial size ``d (k - 1) + 1``, used in an ordinary convolution (dilation 1)
-    gives exactly the atrous convolution of ``kernel`` with rate ``d``:
-
-    .. math:: w_d[d\\,m,\\ d\\,n] = w[m, n], \\quad w_d = 0 \\text{ elsewhere}
-
-    Parameters
-    ----------
-    kernel : ndarray, shape (..., kh, kw)
-        The kernel; leading axes (out and in channels) are kept.
-    dilation : int or (int, int)
-        Rate ``d`` per axis, at least 1.
-
-    Returns
-    -------
-    ndarray, shape (..., dh (kh - 1) + 1, dw (kw - 1) + 1)
-        Same dtype as ``kernel``.
-
-    Examples
-    --------
-    >>> dilate_kernel(np.array([[1, 2], [3, 4]]), 2)
-    array([[1, 0, 2],
-           [0, 0, 0],
-           [3, 0, 4]])
-    """
-    kernel = np.asarray(kernel)
-    if kernel.ndim < 2:
-        raise ValueError(f"kernel must have at least 2 dimensions (kh, kw), got {kernel.shape}")
-    dh, dw = pair(dilation, "dilation")
-    if min(dh, dw) < 1:
-        raise ValueError(f"dilation must be >= 1, got {dilation!r}")
-    kh, kw = kernel.shape[-2:]
-    if kh == 0 or kw == 0:
-        raise ValueError(f"kernel must have at least one tap per axis, got {kernel.shape}")
-    out = np.zeros((*kernel.shape[:-2], dh * (kh - 1) + 1, dw * (kw - 1) + 1), kernel.dtype)
-    out[..., ::dh, ::dw] = kernel
-    return out
+    return tuple(check_int(f"{name}[{i}]", r, minimum=1) for i, r in enumerate(rates))
 
 
 def valid_taps_1d(size: int, rate: int, kernel_size: int = 3) -> np.ndarray:
@@ -125,9 +82,9 @@ def valid_taps_1d(size: int, rate: int, kernel_size: int = 3) -> np.ndarray:
     >>> valid_taps_1d(7, 7)
     array([1, 1, 1, 1, 1, 1, 1])
     """
-    size = _positive_int("size", size)
-    rate = _positive_int("rate", rate)
-    kernel_size = _positive_int("kernel_size", kernel_size)
+    size = check_int("size", size, minimum=1)
+    rate = check_int("rate", rate, minimum=1)
+    kernel_size = check_int("kernel_size", kernel_size, minimum=1)
     if kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
     half = (kernel_size - 1) // 2
@@ -203,7 +160,7 @@ def valid_weight_fractions(
     """
     rates = _rates("rates", rates)
     h, w = pair(size, "size")
-    kernel_size = _positive_int("kernel_size", kernel_size)
+    kernel_size = check_int("kernel_size", kernel_size, minimum=1)
     taps = range(1, kernel_size + 1)
     possible = sorted({a * b for a in taps for b in taps})
     fractions = {c: np.zeros(len(rates)) for c in possible}
@@ -255,7 +212,7 @@ def gridding_footprint(rates: Sequence[int], kernel_size: int = 3) -> np.ndarray
            [1, 0, 1, 0, 1, 0, 1, 0, 1]])
     """
     rates = _rates("rates", rates)
-    kernel_size = _positive_int("kernel_size", kernel_size)
+    kernel_size = check_int("kernel_size", kernel_size, minimum=1)
     line = np.ones(1, dtype=np.int64)
     for rate in rates:
         # 1-D footprint after one more layer: full convolution with the dilated all-ones kernel.
@@ -289,7 +246,7 @@ def multi_grid_rates(unit_rates: Sequence[int] = (1, 2, 4), base_rate: int = 2) 
     (4, 8, 4)
     """
     units = _rates("unit_rates", unit_rates)
-    base = _positive_int("base_rate", base_rate)
+    base = check_int("base_rate", base_rate, minimum=1)
     return tuple(base * u for u in units)
 
 
@@ -332,8 +289,8 @@ def aspp_branch_shapes(
     >>> shapes["rate 18"], shapes["pool"], shapes["concat"], shapes["project"]
     ((256, 33, 33), (256, 1, 1), (1280, 33, 33), (256, 33, 33))
     """
-    _positive_int("in_channels", in_channels)
-    out_channels = _positive_int("out_channels", out_channels)
+    check_int("in_channels", in_channels, minimum=1)
+    out_channels = check_int("out_channels", out_channels, minimum=1)
     rates = _rates("rates", rates)
     h, w = pair(feature_size, "feature_size")
     if min(h, w) < 1:

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab.shapes import check_int
+
 __all__ = [
     "Split",
     "load_digits_tensors",
@@ -44,12 +46,6 @@ class Split(NamedTuple):
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def load_digits_tensors(size: int = 8, seed: int = 0, test_fraction: float = 1 / 3) -> Split:
@@ -86,7 +82,7 @@ def load_digits_tensors(size: int = 8, seed: int = 0, test_fraction: float = 1 /
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    size = _check_int("size", size, 2)
+    size = check_int("size", size, minimum=2)
     if not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}")
     digits = load_digits()
@@ -134,7 +130,7 @@ def split_classes(n_classes: int, seed: int = 0) -> tuple[tuple[int, ...], tuple
     >>> split_classes(10, seed=0) == (a, b)
     True
     """
-    n_classes = _check_int("n_classes", n_classes, 2)
+    n_classes = check_int("n_classes", n_classes, minimum=2)
     order = np.random.default_rng(seed).permutation(n_classes)
     half = (n_classes + 1) // 2
     task_a = tuple(sorted(int(c) for c in order[:half]))
@@ -215,8 +211,8 @@ def textured_shapes(n: int, size: int = 16, seed: int = 0) -> tuple[torch.Tensor
     >>> bool(torch.equal(x, textured_shapes(12, size=16, seed=0)[0]))
     True
     """
-    n = _check_int("n", n, 1)
-    size = _check_int("size", size, 8)
+    n = check_int("n", n, minimum=1)
+    size = check_int("size", size, minimum=8)
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % (len(SHAPES) * len(TEXTURES))
     shape_id, texture_id = labels % len(SHAPES), labels // len(SHAPES)

@@ -31,13 +31,17 @@ as the Distill article's table does.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from cnnlab.shapes import IntOrPair, conv_output_size, effective_kernel_size, pair
+from cnnlab.shapes import (
+    IntOrPair,
+    conv_output_size,
+    effective_kernel_size,
+    pair,
+    window_output_size,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -222,6 +226,29 @@ def _as_layers(layers: Iterable[Layer]) -> list[Layer]:
     return layers
 
 
+def _step(
+    field: tuple[Pair, Pair, Pair], layer_pairs: tuple[Pair, Pair, Pair]
+) -> tuple[Pair, Pair, Pair]:
+    """One layer of the recurrence, per axis: ``(r, J, P) -> (r + (k' - 1) J, J s, P + p J)``.
+
+    ``field`` is ``(size, jump, padding)`` of the layer below, ``layer_pairs`` the layer's
+    ``(effective kernel, stride, padding)``; every entry is an ``(h, w)`` pair.
+    """
+    (r, j, p), (k, s, pad) = field, layer_pairs
+    return (
+        (r[0] + (k[0] - 1) * j[0], r[1] + (k[1] - 1) * j[1]),
+        (j[0] * s[0], j[1] * s[1]),
+        (p[0] + pad[0] * j[0], p[1] + pad[1] * j[1]),
+    )
+
+
+_IDENTITY: tuple[Pair, Pair, Pair] = ((1, 1), (1, 1), (0, 0))  # one pixel: r = 1, J = 1, P = 0
+
+
+def _as_field(field: tuple[Pair, Pair, Pair]) -> ReceptiveField:
+    return ReceptiveField(*(_unpair(value) for value in field))
+
+
 def receptive_field(layers: Iterable[Layer]) -> ReceptiveField:
     """Return the receptive field of a chain of layers, in closed form.
 
@@ -257,21 +284,10 @@ def receptive_field(layers: Iterable[Layer]) -> ReceptiveField:
     >>> receptive_field([Layer((1, 5))])
     ReceptiveField(size=(1, 5), stride=1, padding=0)
     """
-    layers = _as_layers(layers)
-    result = []
-    for axis in range(2):
-        kernels = [layer.pairs()[0][axis] for layer in layers]
-        strides = [layer.pairs()[1][axis] for layer in layers]
-        pads = [layer.pairs()[2][axis] for layer in layers]
-        jumps = list(accumulate(strides[:-1], operator.mul, initial=1))  # J_l = prod_{i<l} s_i
-        size = 1 + sum((k - 1) * j for k, j in zip(kernels, jumps, strict=False))
-        stride = 1
-        for s in strides:
-            stride *= s
-        padding = sum(p * j for p, j in zip(pads, jumps, strict=False))
-        result.append((size, stride, padding))
-    (rh, sh, ph), (rw, sw, pw) = result
-    return ReceptiveField(_unpair((rh, rw)), _unpair((sh, sw)), _unpair((ph, pw)))
+    field = _IDENTITY
+    for layer in _as_layers(layers):  # the sums above, accumulated one layer at a time
+        field = _step(field, layer.pairs())
+    return _as_field(field)
 
 
 def receptive_field_steps(layers: Iterable[Layer]) -> list[ReceptiveField]:
@@ -301,18 +317,10 @@ def receptive_field_steps(layers: Iterable[Layer]) -> list[ReceptiveField]:
     >>> [rf.size for rf in receptive_field_steps([Layer(3), Layer(2, stride=2), Layer(3)])]
     [3, 4, 8]
     """
-    layers = _as_layers(layers)
-    r, j, p = [1, 1], [1, 1], [0, 0]
-    steps = []
-    for layer in layers:
-        k, s, pad = layer.pairs()
-        for axis in range(2):
-            r[axis] += (k[axis] - 1) * j[axis]
-            p[axis] += pad[axis] * j[axis]
-            j[axis] *= s[axis]
-        steps.append(
-            ReceptiveField(_unpair((r[0], r[1])), _unpair((j[0], j[1])), _unpair((p[0], p[1])))
-        )
+    field, steps = _IDENTITY, []
+    for layer in _as_layers(layers):
+        field = _step(field, layer.pairs())
+        steps.append(_as_field(field))
     return steps
 
 
@@ -460,13 +468,8 @@ class _Field:
     shape: Pair  # spatial (h, w) of the tensor
 
     def through(self, layer_pairs: tuple[Pair, Pair, Pair], out_shape: Pair) -> _Field:
-        k, s, p = layer_pairs
-        return _Field(
-            tuple(self.size[a] + (k[a] - 1) * self.stride[a] for a in range(2)),
-            tuple(self.stride[a] * s[a] for a in range(2)),
-            tuple(self.padding[a] + p[a] * self.stride[a] for a in range(2)),
-            out_shape,
-        )
+        size, stride, padding = _step((self.size, self.stride, self.padding), layer_pairs)
+        return _Field(size, stride, padding, out_shape)
 
     def result(self) -> ReceptiveField:
         return ReceptiveField(_unpair(self.size), _unpair(self.stride), _unpair(self.padding))
@@ -586,26 +589,14 @@ def _apply(
     same: bool = False,
 ) -> _Field:
     keff = pair(effective_kernel_size(k, d))
-    h, w = field.shape
-    out = []
-    for axis, i in enumerate((h, w)):
-        if same:
-            out.append(i)
-            continue
-        padded = i + 2 * p[axis]
-        if keff[axis] > padded:
-            raise ValueError(
-                f"{where}: kernel spans {keff[axis]} pixels on axis {axis}, more than the padded "
-                f"input {padded}; input_size is too small"
-            )
-        if ceil_mode:
-            o = -(-(padded - keff[axis]) // s[axis]) + 1
-            if (o - 1) * s[axis] >= i + p[axis]:  # torch: last window must start inside
-                o -= 1
-        else:
-            o = (padded - keff[axis]) // s[axis] + 1
-        out.append(o)
-    return field.through((keff, s, p), (out[0], out[1]))
+    if same:
+        out = field.shape
+    else:
+        pads = ((p[0], p[0]), (p[1], p[1]))
+        out = window_output_size(
+            field.shape, keff, s, pads, ceil_mode, what=f"{where} (input_size too small?): "
+        )
+    return field.through((keff, s, p), out)
 
 
 def _module_rule(

@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cnnlab.shapes import check_int
+
 __all__ = [
     "CLASS_NAMES",
     "SegmentationData",
@@ -41,14 +43,6 @@ class SegmentationData(NamedTuple):
 
     images: np.ndarray
     masks: np.ndarray
-
-
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def make_shapes_dataset(
@@ -96,10 +90,10 @@ def make_shapes_dataset(
     >>> sorted(set(np.unique(data.masks).tolist()) - {0, 1, 2})
     []
     """
-    num_images = _check_positive("num_images", num_images)
-    size = _check_positive("size", size)
-    r_min, r_max = (_check_positive("radii", r) for r in radii)
-    n_min, n_max = (_check_positive("objects", n) for n in objects)
+    num_images = check_int("num_images", num_images, minimum=1)
+    size = check_int("size", size, minimum=1)
+    r_min, r_max = (check_int("radii", r, minimum=1) for r in radii)
+    n_min, n_max = (check_int("objects", n, minimum=1) for n in objects)
     if r_min > r_max:
         raise ValueError(f"radii must be (smallest, largest), got {radii!r}")
     if n_min > n_max:
@@ -144,7 +138,7 @@ def confusion_matrix(prediction: np.ndarray, target: np.ndarray, num_classes: in
     array([[1, 1],
            [0, 1]])
     """
-    num_classes = _check_positive("num_classes", num_classes)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
     prediction, target = np.asarray(prediction), np.asarray(target)
     if prediction.shape != target.shape:
         raise ValueError(

@@ -23,6 +23,8 @@ __all__ = [
     "IntOrPair",
     "pair",
     "conv_output_size",
+    "window_output_size",
+    "check_int",
     "effective_kernel_size",
     "same_padding",
     "output_stride",
@@ -34,18 +36,57 @@ __all__ = [
 ]
 
 
-def _check_int(name: str, value: object) -> int:
-    # bool is a subclass of int, but ``stride=True`` is always a mistake.
+def check_int(
+    name: str, value: object, minimum: int | None = None, expected: str = "an int"
+) -> int:
+    """Return ``value`` as an int, checking that it is one and at least ``minimum``.
+
+    ``bool`` is refused (it is a subclass of int, but ``stride=True`` is always a mistake);
+    NumPy integers are accepted.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the error message.
+    value : object
+    minimum : int, optional
+        Smallest allowed value.
+    expected : str
+        What the argument should be, for the TypeError message.
+
+    Raises
+    ------
+    TypeError
+        ``"{name} must be an int, got {value!r}"`` if ``value`` is not an integer.
+    ValueError
+        ``"{name} must be >= {minimum}, got {value}"`` if it is too small.
+
+    Examples
+    --------
+    >>> check_int("groups", 2, minimum=1)
+    2
+    >>> check_int("groups", 0, minimum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: groups must be >= 1, got 0
+    """
     if isinstance(value, bool) or not isinstance(value, int):
+        integer = False
         try:
             import numpy as np  # local: shapes stays importable without NumPy
 
-            if isinstance(value, np.integer):
-                return int(value)
+            integer = isinstance(value, np.integer)
         except ImportError:  # pragma: no cover
             pass
-        raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
+        if not integer:
+            raise TypeError(f"{name} must be {expected}, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+_PAIR = "an int or an (h, w) pair of ints"
 
 
 def pair(value: IntOrPair | Sequence[int], name: str = "value") -> tuple[int, int]:
@@ -78,8 +119,11 @@ def pair(value: IntOrPair | Sequence[int], name: str = "value") -> tuple[int, in
             raise ValueError(
                 f"{name} must be an int or an (h, w) pair, got {len(items)} values: {value!r}"
             )
-        return (_check_int(name, items[0]), _check_int(name, items[1]))
-    v = _check_int(name, value)
+        return (
+            check_int(name, items[0], expected=_PAIR),
+            check_int(name, items[1], expected=_PAIR),
+        )
+    v = check_int(name, value, expected=_PAIR)
     return (v, v)
 
 
@@ -93,10 +137,7 @@ def _unpair(result: tuple[int, int], as_pair: bool) -> IntOrPair:
 
 def _at_least(name: str, value: tuple[int, int], minimum: int) -> None:
     for v in value:
-        if v < minimum:
-            raise ValueError(
-                f"{name} must be >= {minimum}, got {value if value[0] != value[1] else v}"
-            )
+        check_int(name, v, minimum)
 
 
 def effective_kernel_size(kernel_size: IntOrPair, dilation: IntOrPair = 1) -> IntOrPair:
@@ -130,6 +171,69 @@ def effective_kernel_size(kernel_size: IntOrPair, dilation: IntOrPair = 1) -> In
     _at_least("dilation", d, 1)
     result = (k[0] + (k[0] - 1) * (d[0] - 1), k[1] + (k[1] - 1) * (d[1] - 1))
     return _unpair(result, _is_pair(kernel_size, dilation))
+
+
+def window_output_size(
+    size: tuple[int, int],
+    span: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[tuple[int, int], tuple[int, int]],
+    ceil_mode: bool = False,
+    what: str = "",
+) -> tuple[int, int]:
+    """Return how many windows of ``span`` pixels fit per axis, with per-side padding.
+
+    .. math:: o = \\left\\lfloor \frac{i + p_b + p_a - r}{s} \right\rfloor + 1
+
+    for input size ``i``, padding ``p_b`` before and ``p_a`` after, window span
+    ``r = d(k - 1) + 1`` and stride ``s``: the law of :func:`conv_output_size` with padding that
+    may differ between the two sides. With ``ceil_mode`` the floor becomes a ceiling, as in
+    PyTorch's pooling, except that the last window must start inside the input or the padding
+    before it (``(o - 1) s < i + p_b``). The arguments are assumed checked (pairs of ints,
+    ``size, span, stride >= 1``, pads ``>= 0``).
+
+    Parameters
+    ----------
+    size, span, stride : (int, int)
+    pads : ((int, int), (int, int))
+        ``((top, bottom), (left, right))``.
+    ceil_mode : bool
+    what : str
+        Prefix of the error message (which layer, which arguments).
+
+    Returns
+    -------
+    (int, int)
+
+    Raises
+    ------
+    ValueError
+        If the window is longer than the padded input on an axis.
+
+    Examples
+    --------
+    >>> window_output_size((5, 5), (3, 3), (2, 2), ((1, 1), (0, 1)))
+    (3, 2)
+    >>> window_output_size((6, 6), (3, 3), (2, 2), ((0, 0), (0, 0)), ceil_mode=True)
+    (3, 3)
+    """
+    out = []
+    for axis in range(2):
+        before, after = pads[axis]
+        padded = size[axis] + before + after
+        if span[axis] > padded:
+            raise ValueError(
+                f"{what}kernel spans {span[axis]} pixels on axis {axis}, more than the padded "
+                f"input {padded} (input size {tuple(size)}, padding {tuple(pads)})"
+            )
+        if ceil_mode:
+            o = -(-(padded - span[axis]) // stride[axis]) + 1
+            if (o - 1) * stride[axis] >= size[axis] + before:  # last window must start inside
+                o -= 1
+        else:
+            o = (padded - span[axis]) // stride[axis] + 1
+        out.append(o)
+    return (out[0], out[1])
 
 
 def conv_output_size(
@@ -187,17 +291,10 @@ def conv_output_size(
     _at_least("stride", s, 1)
     _at_least("padding", p, 0)
     _at_least("dilation", d, 1)
-    out = []
-    for axis in range(2):
-        span = d[axis] * (k[axis] - 1) + 1
-        padded = i[axis] + 2 * p[axis]
-        if span > padded:
-            raise ValueError(
-                f"kernel_size {k} with dilation {d} spans {span} pixels, more than the padded "
-                f"input {padded} (size {i} + 2*padding {p}) on axis {axis}"
-            )
-        out.append((padded - span) // s[axis] + 1)
-    return _unpair((out[0], out[1]), _is_pair(size, kernel_size, stride, padding, dilation))
+    span = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+    pads = ((p[0], p[0]), (p[1], p[1]))
+    out = window_output_size(i, span, s, pads, what=f"kernel_size {k} with dilation {d}: ")
+    return _unpair(out, _is_pair(size, kernel_size, stride, padding, dilation))
 
 
 def same_padding(kernel_size: IntOrPair, dilation: IntOrPair = 1) -> IntOrPair:
@@ -301,7 +398,7 @@ def split_padding(total_padding: int) -> tuple[int, int]:
     >>> split_padding(3)
     (1, 2)
     """
-    total = _check_int("total_padding", total_padding)
+    total = check_int("total_padding", total_padding)
     if total < 0:
         raise ValueError(f"total_padding must be >= 0, got {total}")
     return (total // 2, total - total // 2)
@@ -339,11 +436,11 @@ def conv_input_sizes(
     >>> list(conv_input_sizes(3, kernel_size=3))
     [5]
     """
-    o = _check_int("output_size", output_size)
-    k = _check_int("kernel_size", kernel_size)
-    s = _check_int("stride", stride)
-    p = _check_int("padding", padding)
-    d = _check_int("dilation", dilation)
+    o = check_int("output_size", output_size)
+    k = check_int("kernel_size", kernel_size)
+    s = check_int("stride", stride)
+    p = check_int("padding", padding)
+    d = check_int("dilation", dilation)
     for name, value, minimum in (
         ("output_size", o, 1),
         ("kernel_size", k, 1),
@@ -524,9 +621,9 @@ def conv_macs(
 
 
 def _channels(in_channels: int, out_channels: int, groups: int) -> tuple[int, int, int]:
-    c_in = _check_int("in_channels", in_channels)
-    c_out = _check_int("out_channels", out_channels)
-    g = _check_int("groups", groups)
+    c_in = check_int("in_channels", in_channels)
+    c_out = check_int("out_channels", out_channels)
+    g = check_int("groups", groups)
     for name, value in (("in_channels", c_in), ("out_channels", c_out), ("groups", g)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")

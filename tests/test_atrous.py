@@ -170,3 +170,10 @@ def test_aspp_branch_shapes_keep_the_feature_size(h, w, rates):
         assert shapes[f"rate {r}"] == (8, h, w)
     assert shapes["concat"] == (8 * (len(rates) + 2), h, w)
     assert shapes["pool"] == (8, 1, 1)
+
+
+def test_fft_conv_and_atrous_share_one_dilate_kernel():
+    import cnnlab.atrous
+    import cnnlab.numpy
+
+    assert cnnlab.atrous.dilate_kernel is cnnlab.numpy.dilate_kernel

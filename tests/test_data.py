@@ -71,10 +71,16 @@ def test_digits_upsampled_match_torch_interpolate() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"size": 1}, {"size": 8.5}, {"test_fraction": 0.0}, {"test_fraction": 1.5}]
+    "kwargs, error",
+    [
+        ({"size": 1}, ValueError),
+        ({"size": 8.5}, TypeError),  # not an int: a TypeError, as everywhere in cnnlab
+        ({"test_fraction": 0.0}, ValueError),
+        ({"test_fraction": 1.5}, ValueError),
+    ],
 )
-def test_digits_bad_arguments(kwargs: dict) -> None:
-    with pytest.raises(ValueError, match=next(iter(kwargs))):
+def test_digits_bad_arguments(kwargs: dict, error: type) -> None:
+    with pytest.raises(error, match=next(iter(kwargs))):
         load_digits_tensors(**kwargs)
 
 

@@ -197,3 +197,28 @@ def test_bad_arguments_name_themselves():
         split_padding(-1)
     with pytest.raises(ValueError, match="stride"):
         conv_input_sizes(3, 3, stride=0)
+
+
+def test_check_int_names_the_argument_and_value():
+    import numpy as np
+
+    from cnnlab.shapes import check_int
+
+    assert check_int("n", np.int64(3), minimum=1) == 3 and type(check_int("n", np.int64(3))) is int
+    with pytest.raises(ValueError, match=r"^n must be >= 2, got 1$"):
+        check_int("n", 1, minimum=2)
+    for bad in (True, 2.0, "2", None):
+        with pytest.raises(TypeError, match=r"^n must be an int, got "):
+            check_int("n", bad)
+
+
+def test_window_output_size_agrees_with_torch_pooling_in_ceil_mode():
+    from cnnlab.shapes import window_output_size
+
+    for size in range(3, 12):
+        for k, s, p in [(3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 3, 1), (5, 3, 2)]:
+            for ceil in (False, True):
+                pool = torch.nn.MaxPool2d(k, s, p, ceil_mode=ceil)
+                expected = tuple(pool(torch.zeros(1, 1, size, size + 1)).shape[-2:])
+                got = window_output_size((size, size + 1), (k, k), (s, s), ((p, p), (p, p)), ceil)
+                assert got == expected, (size, k, s, p, ceil)

@@ -1,6 +1,7 @@
 """NumPy reference implementations of convolution and pooling (no PyTorch here)."""
 
 from cnnlab.numpy.conv import ALGORITHMS, choose_algorithm, conv2d, corr2d, im2col
+from cnnlab.numpy.dilation import dilate_kernel
 from cnnlab.numpy.direct import direct_conv
 from cnnlab.numpy.fft import fft_conv
 from cnnlab.numpy.pool import avg_pool2d, max_pool2d
@@ -12,6 +13,7 @@ __all__ = [
     "im2col",
     "ALGORITHMS",
     "choose_algorithm",
+    "dilate_kernel",
     "direct_conv",
     "fft_conv",
     "winograd_conv",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab._checks import check_windows_fit
+from cnnlab.numpy.dilation import dilate_kernel
 
 __all__ = ["fft_conv", "fast_fft_size"]
 
@@ -84,8 +85,7 @@ def fft_conv(
     o_group = c_out // groups
     dtype = np.result_type(xp, weight)
     (oh, ow), (s_h, s_w), (d_h, d_w) = out_size, stride, dilation
-    dilated = np.zeros((c_out, c_group, d_h * (kh - 1) + 1, d_w * (kw - 1) + 1), dtype=dtype)
-    dilated[:, :, ::d_h, ::d_w] = weight
+    dilated = dilate_kernel(weight.astype(dtype, copy=False), (d_h, d_w))
     out = np.empty((n, c_out, oh, ow), dtype=dtype)
     for g in range(groups):
         x_f = np.fft.rfft2(xp[:, g * c_group : (g + 1) * c_group].astype(dtype, copy=False), s=size)
