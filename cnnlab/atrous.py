@@ -42,11 +42,6 @@ __all__ = [
 ]
 
 
-def _positive_int(name: str, value: object) -> int:
-    # Kept for cnnlab.torch.aspp, which imports it; new code calls cnnlab.shapes.check_int.
-    return check_int(name, value, minimum=1)
-
-
 def _rates(name: str, rates: object) -> tuple[int, ...]:
     if isinstance(rates, (int, np.integer)) and not isinstance(rates, bool):
         rates = (rates,)

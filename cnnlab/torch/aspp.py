@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.atrous import _positive_int, _rates
+from cnnlab.atrous import _rates
+from cnnlab.shapes import check_int
 from cnnlab.torch.backbones import TinyBackbone
 
 __all__ = ["ASPP", "ASPPPooling", "SegmentationNet"]
@@ -108,8 +109,8 @@ class ASPP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        in_channels = _positive_int("in_channels", in_channels)
-        out_channels = _positive_int("out_channels", out_channels)
+        in_channels = check_int("in_channels", in_channels, minimum=1)
+        out_channels = check_int("out_channels", out_channels, minimum=1)
         rates = _rates("rates", rates)
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
@@ -179,8 +180,8 @@ class SegmentationNet(nn.Module):
         rates: Sequence[int] | None = (6, 12, 18),
     ) -> None:
         super().__init__()
-        num_classes = _positive_int("num_classes", num_classes)
-        head_channels = _positive_int("head_channels", head_channels)
+        num_classes = check_int("num_classes", num_classes, minimum=1)
+        head_channels = check_int("head_channels", head_channels, minimum=1)
         self.backbone = TinyBackbone(in_channels, width, output_stride)
         features = self.backbone.channels[-1]
         if rates is None:
