@@ -114,21 +114,31 @@ def find_submissions(paths: list[str | Path]) -> list[tuple[str, Path]]:
 
     A folder contributes its ``*.ipynb`` files (id: the file's stem) and the notebooks one level
     down (``student/notebook.ipynb``, id: the folder's name). Repeated ids get ``-2``, ``-3``.
+    Symbolic links are not followed inside a folder: a linked notebook or student folder is
+    listed as it is and graded ``invalid`` (a link could point at the instructor's solution).
     """
     found: list[tuple[str, Path]] = []
     for raw in paths:
-        path = Path(raw)
+        path = Path(os.path.abspath(raw))
         if path.is_dir():
             for nb in sorted(path.glob("*.ipynb")):
                 found.append((nb.stem, nb))
             for sub in sorted(
-                p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
+                p
+                for p in path.iterdir()
+                if p.is_symlink() and p.is_dir() and not p.name.startswith(".")
+            ):
+                found.append((sub.name, sub))  # read_submission refuses it: invalid
+            for sub in sorted(
+                p
+                for p in path.iterdir()
+                if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
             ):
                 notebooks = sorted(sub.glob("*.ipynb"))
                 for nb in notebooks:
                     ident = sub.name if len(notebooks) == 1 else f"{sub.name}-{nb.stem}"
                     found.append((ident, nb))
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             found.append((path.stem, path))
         else:
             raise ValueError(f"submission path {str(path)!r} does not exist")
@@ -136,7 +146,7 @@ def find_submissions(paths: list[str | Path]) -> list[tuple[str, Path]]:
     unique = []
     for ident, nb in found:
         seen[ident] = seen.get(ident, 0) + 1
-        unique.append((ident if seen[ident] == 1 else f"{ident}-{seen[ident]}", nb.resolve()))
+        unique.append((ident if seen[ident] == 1 else f"{ident}-{seen[ident]}", nb))
     return sorted(unique)
 
 
