@@ -10,8 +10,8 @@ notebook) and ``tests.py``. ``tests.py`` is ordinary Python that the *grading pr
     dotted names of library functions replaced, inside the grading worker, by stubs that raise
     (for example ``"scipy.signal.correlate2d"``);
 ``FORBIDDEN_MODULES``
-    whole modules (with their submodules) that cannot be imported inside the grading worker
-    (for example ``"cnnlab.numpy"``); optional;
+    whole modules (with their submodules) replaced inside the grading worker by stubs whose
+    every name raises (for example ``"cnnlab.numpy"``); optional;
 ``PRELOAD``
     modules the worker imports before the student's code runs (optional; ``numpy`` always).
 

@@ -363,6 +363,37 @@ def _decode(spec: object, arrays: dict, np: object) -> object:
     return spec["v"]  # type: ignore[index]
 
 
+def _forbidden_stub(dotted: str, exercise: str):
+    def forbidden(*args, **kwargs):
+        raise RuntimeError(
+            f"{dotted} is forbidden in exercise {exercise}: write the computation yourself"
+        )
+
+    forbidden.__name__ = dotted.rpartition(".")[2]
+    return forbidden
+
+
+class _StubLoader(importlib.abc.Loader):
+    """A forbidden module imports as a stub: every name in it is a function that raises."""
+
+    def __init__(self, exercise: str) -> None:
+        self.exercise = exercise
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        name, exercise = module.__name__, self.exercise
+
+        def __getattr__(attribute: str):
+            if attribute.startswith("__"):
+                raise AttributeError(attribute)
+            return _forbidden_stub(f"{name}.{attribute}", exercise)
+
+        module.__getattr__ = __getattr__
+        module.__path__ = []  # a package, so that its submodules import (as stubs too)
+
+
 class _ForbiddenHook(importlib.abc.MetaPathFinder):
     """Patch forbidden attributes of modules as they are imported; refuse forbidden modules."""
 
@@ -374,10 +405,7 @@ class _ForbiddenHook(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname, path, target=None):
         if any(fullname == m or fullname.startswith(m + ".") for m in self.modules):
-            raise ImportError(
-                f"module {fullname} is forbidden in exercise {self.exercise}: "
-                "write the computation yourself"
-            )
+            return importlib.util.spec_from_loader(fullname, _StubLoader(self.exercise))
         if fullname not in self.targets:
             return None
         for finder in sys.meta_path:
@@ -401,21 +429,16 @@ class _ForbiddenHook(importlib.abc.MetaPathFinder):
 
 
 def install_forbidden(names: list[str], exercise: str, modules: list[str] = ()) -> None:
-    """Replace each dotted name ``pkg.module.function`` by a stub that raises; make each module
-    in ``modules`` (and its submodules) unimportable, also where already imported."""
+    """Replace each dotted name ``pkg.module.function`` by a stub that raises; replace each
+    module in ``modules`` (and its submodules) by a stub module whose every name raises, also
+    where already imported."""
     targets: dict[str, list[str]] = {}
     for dotted in names:
         module, _, attribute = dotted.rpartition(".")
         targets.setdefault(module, []).append(attribute)
 
     def make_stub(dotted: str):
-        def forbidden(*args, **kwargs):
-            raise RuntimeError(
-                f"{dotted} is forbidden in exercise {exercise}: write the computation yourself"
-            )
-
-        forbidden.__name__ = dotted.rpartition(".")[2]
-        return forbidden
+        return _forbidden_stub(dotted, exercise)
 
     busy = []
 
