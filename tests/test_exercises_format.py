@@ -76,3 +76,43 @@ def test_read_submission_survives_bad_files(tmp_path):
     empty = tmp_path / "empty.ipynb"
     empty.write_text(json.dumps({"cells": "nope", "nbformat": 4, "metadata": {}}))
     assert read_submission(empty).invalid is not None
+
+
+def test_symlinked_and_fifo_submissions_are_invalid(tmp_path):
+    import os
+
+    from cnnlab.exercises.grading import find_submissions, grade_submissions
+
+    source = Path(__file__).resolve().parents[1] / "exercises" / "01_cross_correlation"
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "alice.ipynb").symlink_to(source / "source.ipynb")  # the instructor's solution
+    (subs / "bob").symlink_to(source, target_is_directory=True)
+    os.mkfifo(subs / "carol.ipynb")  # would block a reader forever
+    found = dict(find_submissions([subs]))
+    assert set(found) == {"alice", "bob", "carol"}
+    assert found["alice"] == subs / "alice.ipynb"  # the link itself, not its target
+    assert "symbolic link" in read_submission(found["alice"]).invalid
+    assert "symbolic link" in read_submission(found["bob"]).invalid
+    assert "not a regular file" in read_submission(found["carol"]).invalid
+    results = grade_submissions(source, [subs], progress=False)
+    assert [(r.id, r.status, r.score) for r in results] == [
+        ("alice", "invalid", 0.0),
+        ("bob", "invalid", 0.0),
+        ("carol", "invalid", 0.0),
+    ]
+
+
+def test_an_unreadable_answer_file_is_an_error_not_a_crash(tmp_path):
+    from types import SimpleNamespace
+
+    from cnnlab.exercises.grading import _Grader
+
+    (tmp_path / "answer_0.npy").write_bytes(b"")  # np.load raises EOFError
+    (tmp_path / "answer_1.npy").write_bytes(b"\x93NUMPY garbage")
+    state = {"answers": {}, "outcome": {}}
+    ended = {0: {"status": "ok"}, 1: {"status": "ok"}}
+    _Grader._collect(SimpleNamespace(), state, [0, 1], ended, tmp_path, None, None, True, 0)
+    assert state["outcome"][0][0] == "error" and "could not be read" in state["outcome"][0][1]
+    assert state["outcome"][1][0] == "error"
+    assert state["answers"] == {}

@@ -13,6 +13,8 @@ import importlib.util
 import json
 import os
 import shutil
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,10 @@ HOSTILE = [
     "h_malformed_json",
     "h_renamed_function",
     "h_changed_cell_type",
+    "h_forged_events",
+    "h_late_answer",
+    "h_forbidden_module",
+    "h_setsid_escape",
 ]
 
 
@@ -52,10 +58,13 @@ HOSTILE = [
 def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("grading")
     subs, out = root / "submissions", root / "out"
-    described = cases.write_cases(subs, EXERCISE, out)
+    escape = Path(tempfile.mkdtemp(prefix="cnnlab-escape-"))
+    os.chmod(escape, 0o777)
+    described = cases.write_cases(subs, EXERCISE, out, escape)
     folder = release(EXERCISE, root / "release")
     shutil.copy(folder / "student.ipynb", subs / "released.ipynb")
     results = grade(EXERCISE, [subs], out, limits=LIMITS, jobs=2, progress=False)
+    finished = time.time()
     # A second, clean batch: the same honest notebooks graded without the attackers around.
     clean = root / "clean"
     clean.mkdir()
@@ -68,6 +77,8 @@ def graded(tmp_path_factory):
         "described": described,
         "out": out,
         "clean": {r.id: r for r in clean_results},
+        "escape": escape,
+        "finished": finished,
     }
 
 
@@ -174,8 +185,8 @@ def test_forbidden_functions_raise_in_the_worker(graded):
     assert result.score == 0
     messages = " ".join(t.message for t in result.tests)
     assert "cnnlab.numpy.conv2d is forbidden" in messages
-    assert "conv_output_size is forbidden" in messages
-    assert "correlate2d is forbidden" in messages or "scipy" in messages
+    assert "cnnlab.shapes.conv_output_size is forbidden" in messages
+    assert "scipy.signal.correlate2d is forbidden" in messages
 
 
 def test_hidden_files_are_unreadable(graded):
@@ -225,3 +236,52 @@ def test_concurrent_grading_runs_reserve_disjoint_uids():
         assert not set(first) & set(second)
     with _claim_uids(3, 63000) as again:
         assert again == first  # released when the first run ended
+
+
+def test_forged_end_events_do_not_lift_the_call_limit(graded):
+    # A correct per-pixel loop that pre-sends `end` events: its large layer still times out.
+    tests = {t.name: t for t in graded["by_id"]["h_forged_end_slow"].tests}
+    assert tests["conv2d_vectorised_large_layer"].status == "timeout"
+    assert tests["conv2d_single_channel"].passed  # the same loop, in time, on a small layer
+
+
+def test_forged_events_never_reach_the_reports(graded):
+    out = graded["out"]
+    texts = [
+        (out / "feedback" / "h_forged_events.md").read_text(),
+        (out / "results" / "h_forged_events" / "results.json").read_text(),
+        (out / "isolation.json").read_text(),
+        (out / "grades.csv").read_text(),
+    ]
+    result = graded["by_id"]["h_forged_events"]
+    texts += (
+        result.notes + result.cell_errors + result.isolation + [t.message for t in result.tests]
+    )
+    for text in texts:
+        assert "HIDDEN-INPUT" not in text  # forged during calls, when inputs exist
+        assert "FORGED-ISOLATION" not in text and "FORGED-NOTE" not in text
+
+
+def test_answers_changed_after_their_call_are_refused(graded):
+    tests = {t.name: t for t in graded["by_id"]["h_late_answer"].tests}
+    conv = [t for t in tests.values() if t.function == "conv2d"]
+    assert not any(t.passed for t in conv)
+    assert any("changed after its call ended" in t.message for t in conv if not t.hidden)
+
+
+def test_forbidden_modules_cannot_be_imported(graded):
+    result = graded["by_id"]["h_forbidden_module"]
+    visible = [t for t in result.tests if not t.hidden]
+    assert visible and all("is forbidden" in t.message for t in visible)
+    messages = " ".join(t.message for t in visible)
+    assert "cnnlab.numpy.direct_conv is forbidden" in messages
+    assert "cnnlab.numpy.conv._im2col_gemm is forbidden" in messages
+    assert "cnnlab._checks._out_size is forbidden" in messages
+
+
+def test_a_setsid_escapee_dies_with_its_worker(graded):
+    marker = graded["escape"] / "alive"
+    assert marker.exists()  # it ran
+    time.sleep(0.5)
+    assert marker.stat().st_mtime < graded["finished"]  # and stopped before grading ended
+    shutil.rmtree(graded["escape"], ignore_errors=True)

@@ -6,6 +6,8 @@ worker reaches it. The answer arrives as a plain ``.npy`` file read with ``allow
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import stat
 
@@ -18,11 +20,12 @@ __all__ = ["read_answer", "compare", "MAX_ANSWER_BYTES"]
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
 
 
-def read_answer(directory_fd: int, name: str) -> np.ndarray:
+def read_answer(directory_fd: int, name: str, sha256: str | None = None) -> np.ndarray:
     """Read ``name`` (a plain file in the directory ``directory_fd``) as a numeric array.
 
     Symbolic links, non-regular files, oversized files, pickled or object arrays and
-    non-numeric dtypes are refused with ``ValueError``.
+    non-numeric dtypes are refused with ``ValueError``; so is a file whose SHA-256 is not
+    ``sha256`` (when given: the digest the worker's supervisor took when the call ended).
     """
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory_fd)
     try:
@@ -32,9 +35,14 @@ def read_answer(directory_fd: int, name: str) -> np.ndarray:
         if info.st_size > MAX_ANSWER_BYTES:
             raise ValueError(f"the answer file is {info.st_size} bytes, over the limit")
         with os.fdopen(os.dup(fd), "rb") as handle:
-            array = np.load(handle, allow_pickle=False)
+            data = handle.read(MAX_ANSWER_BYTES + 1)
     finally:
         os.close(fd)
+    if len(data) > MAX_ANSWER_BYTES:
+        raise ValueError("the answer file is over the size limit")
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError("the answer file was changed after its call ended")
+    array = np.load(io.BytesIO(data), allow_pickle=False)
     if not isinstance(array, np.ndarray) or type(array) is not np.ndarray:
         raise ValueError("the answer is not a plain array")
     if array.dtype.kind not in "biuf":

@@ -114,21 +114,31 @@ def find_submissions(paths: list[str | Path]) -> list[tuple[str, Path]]:
 
     A folder contributes its ``*.ipynb`` files (id: the file's stem) and the notebooks one level
     down (``student/notebook.ipynb``, id: the folder's name). Repeated ids get ``-2``, ``-3``.
+    Symbolic links are not followed inside a folder: a linked notebook or student folder is
+    listed as it is and graded ``invalid`` (a link could point at the instructor's solution).
     """
     found: list[tuple[str, Path]] = []
     for raw in paths:
-        path = Path(raw)
+        path = Path(os.path.abspath(raw))
         if path.is_dir():
             for nb in sorted(path.glob("*.ipynb")):
                 found.append((nb.stem, nb))
             for sub in sorted(
-                p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
+                p
+                for p in path.iterdir()
+                if p.is_symlink() and p.is_dir() and not p.name.startswith(".")
+            ):
+                found.append((sub.name, sub))  # read_submission refuses it: invalid
+            for sub in sorted(
+                p
+                for p in path.iterdir()
+                if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
             ):
                 notebooks = sorted(sub.glob("*.ipynb"))
                 for nb in notebooks:
                     ident = sub.name if len(notebooks) == 1 else f"{sub.name}-{nb.stem}"
                     found.append((ident, nb))
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             found.append((path.stem, path))
         else:
             raise ValueError(f"submission path {str(path)!r} does not exist")
@@ -136,7 +146,7 @@ def find_submissions(paths: list[str | Path]) -> list[tuple[str, Path]]:
     unique = []
     for ident, nb in found:
         seen[ident] = seen.get(ident, 0) + 1
-        unique.append((ident if seen[ident] == 1 else f"{ident}-{seen[ident]}", nb.resolve()))
+        unique.append((ident if seen[ident] == 1 else f"{ident}-{seen[ident]}", nb))
     return sorted(unique)
 
 
@@ -219,6 +229,23 @@ def _claim_uids(count: int, uid_base: int):
             os.close(fd)
 
 
+def _stop(process: subprocess.Popen) -> None:
+    """Stop a worker: SIGTERM first (its middle process or supervisor then SIGKILLs the
+    process running student code, which ends its PID namespace, a ``setsid()`` escapee
+    included), then SIGKILL to its whole process group."""
+    if process.poll() is None:
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+            process.wait(timeout=0.5)
+        except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
 def _kill_uid(uid: int) -> None:
     """Kill every process of ``uid`` (root only; each worker slot has its own uid)."""
     for _ in range(50):
@@ -282,6 +309,7 @@ class _Grader:
             "exercise": self.exercise.name,
             "preload": list(self.exercise.preload),
             "forbidden": list(self.exercise.forbidden),
+            "forbidden_modules": list(self.exercise.forbidden_modules),
             "cells": code.cells,
             "run_cells": run_cells,
             "calls": [self.calls[i] for i in pending],
@@ -289,7 +317,7 @@ class _Grader:
             "scratch": str(scratch),
             "sandbox": {
                 "uid": uid,
-                "hide": self.hide,
+                "hide": [*self.hide, str(self.inputs)],
                 "memory_bytes": self.limits.memory_mb << 20,
                 "nproc": self.limits.nproc,
                 "fsize_bytes": self.limits.fsize_mb << 20,
@@ -336,7 +364,10 @@ class _Grader:
                 start_new_session=True,
             )
         os.close(write_fd)
-        scratch_fd = os.open(scratch, os.O_DIRECTORY)
+        # Cell errors are relayed from the first run only: a restarted worker (after a call's
+        # timeout) has had hidden inputs, and anything it stashed must not reach the feedback.
+        first_run = state.setdefault("runs", 0) == 0
+        state["runs"] += 1
         buffer, received = b"", 0
         current: int | None = None
         call_deadline = float("inf")
@@ -378,7 +409,7 @@ class _Grader:
                         continue
                     if kind == "ready" and isinstance(event.get("isolation"), list):
                         state["isolation"] = [str(x) for x in event["isolation"]][:20]
-                    elif kind == "cell" and len(state["cell_errors"]) < 50:
+                    elif kind == "cell" and first_run and len(state["cell_errors"]) < 50:
                         cell = event.get("cell")
                         state["cell_errors"].append(
                             f"cell {cell}: {str(event.get('error'))[-1500:]}"
@@ -389,16 +420,18 @@ class _Grader:
                         done = True
                     elif kind == "cells_done":
                         state["student_seconds"] += float(event.get("seconds", 0.0))
+                    elif kind == "note" and first_run and len(state["notes"]) < 40:
+                        state["notes"].append(str(event.get("text"))[:500])
                     elif (
                         kind == "begin"
-                        and event.get("call") in pending
-                        and event["call"] not in ended
+                        and current is None
+                        and event.get("call") == next((i for i in pending if i not in ended), None)
                     ):
                         current = event["call"]
                         test = self.prepared[current].test
                         call_deadline = time.monotonic() + test.time_limit * self.limits.time_scale
-                    elif kind == "end" and event.get("call") in pending:
-                        ended.setdefault(event["call"], event)
+                    elif kind == "end" and current is not None and event.get("call") == current:
+                        ended[current] = event
                         if event.get("status") == "ok":
                             state["student_seconds"] += float(event.get("seconds", 0.0))
                         current, call_deadline = None, float("inf")
@@ -409,30 +442,44 @@ class _Grader:
                     process.wait(timeout=1.0)
                 except subprocess.TimeoutExpired:
                     pass
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            process.wait()
+            _stop(process)
             if uid is not None:
                 _kill_uid(uid)
         returncode = process.returncode
-        # Collect answers, now that every process of the worker is gone.
-        for index in pending:
-            event = ended.get(index)
-            if event is None:
-                continue
-            status = str(event.get("status"))
-            if status == "ok":
-                try:
-                    state["answers"][index] = read_answer(scratch_fd, f"answer_{index}.npy")
-                except (OSError, ValueError) as error:
-                    state["outcome"][index] = ("error", f"the answer could not be read: {error}")
+        try:
+            self._collect(state, pending, ended, scratch, killed_for, current, done, returncode)
+            if state.get("crashed_now"):
+                tail = stderr_path.read_bytes()[-600:].decode(errors="replace").strip()
+                state["crashed"] = state.pop("crashed_now") + (f": {tail}" if tail else "")
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return [i for i in pending if i not in state["outcome"]] if killed_for == "call" else []
+
+    def _collect(self, state, pending, ended, scratch, killed_for, current, done, returncode):
+        """Read the answers (each must be the file the supervisor hashed when its call ended)."""
+        scratch_fd = os.open(scratch, os.O_DIRECTORY)
+        try:
+            for index in pending:
+                event = ended.get(index)
+                if event is None:
                     continue
-                state["outcome"][index] = ("ok", "")
-            else:
-                state["outcome"][index] = (status, str(event.get("detail", ""))[:1500])
-        os.close(scratch_fd)
+                status = str(event.get("status"))
+                if status == "ok":
+                    try:
+                        state["answers"][index] = read_answer(
+                            scratch_fd, f"answer_{index}.npy", sha256=event.get("sha256")
+                        )
+                    except Exception as error:  # noqa: BLE001 (empty, truncated, garbage)
+                        state["outcome"][index] = (
+                            "error",
+                            f"the answer could not be read: {type(error).__name__}: {error}",
+                        )
+                        continue
+                    state["outcome"][index] = ("ok", "")
+                else:
+                    state["outcome"][index] = (status, str(event.get("detail", ""))[:1500])
+        finally:
+            os.close(scratch_fd)
         if killed_for == "call" and current is not None:
             limit = self.prepared[current].test.time_limit * self.limits.time_scale
             state["outcome"][current] = ("timeout", f"the call took longer than {limit:g} s")
@@ -441,18 +488,15 @@ class _Grader:
             state["timeout"] = True
             state["notes"].append(f"the submission ran out of its {self.limits.timeout:g} s")
         elif not done or any(i not in ended for i in pending):
-            if returncode and returncode < 0:
+            if returncode and returncode < 0 and -returncode in signal.valid_signals():
                 how = f"killed by signal {signal.Signals(-returncode).name}"
-            elif returncode and returncode > 128:
+            elif returncode and returncode > 128 and returncode - 128 in signal.valid_signals():
                 how = f"killed by signal {signal.Signals(returncode - 128).name}"
             else:
                 how = f"exit code {returncode}"
             if returncode in (-signal.SIGKILL, 128 + signal.SIGKILL):
                 state["memory"] = True
-            tail = stderr_path.read_bytes()[-600:].decode(errors="replace").strip()
-            state["crashed"] = f"the worker ended early ({how})" + (f": {tail}" if tail else "")
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return [i for i in pending if i not in state["outcome"]] if killed_for == "call" else []
+            state["crashed_now"] = f"the worker ended early ({how})"
 
     def grade_one(self, ident: str, path: Path) -> SubmissionResult:
         started = time.monotonic()
@@ -475,7 +519,11 @@ class _Grader:
             slot = self.slots.get()
             try:
                 deadline = started + self.limits.timeout
-                pending = list(range(len(self.prepared)))
+                # Visible tests first: every message the student's code can shape (cell errors,
+                # visible failures) is made before it has seen any hidden input.
+                pending = sorted(
+                    range(len(self.prepared)), key=lambda i: self.prepared[i].test.hidden
+                )
                 while pending and time.monotonic() < deadline:
                     pending = self._run_worker(ident, code, pending, True, deadline, slot, state)
             finally:

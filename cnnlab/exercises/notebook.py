@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,6 +134,36 @@ def _strip_magics(index: int, source: str, notes: list[str]) -> str:
     return "\n".join(kept)
 
 
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path``, which must be a regular file itself (not a symbolic link, FIFO,
+    device or folder) of at most ``MAX_NOTEBOOK_BYTES``; ``ValueError`` says why not."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise ValueError(
+            f"the submission is a symbolic link (to {os.readlink(path)!r}), not a notebook file"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("the submission is not a regular file (a FIFO, device or folder)")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # swapped after the lstat
+            raise ValueError("the submission is not a regular file")
+        if info.st_size > MAX_NOTEBOOK_BYTES:
+            raise ValueError(
+                f"notebook is {info.st_size} bytes, over the {MAX_NOTEBOOK_BYTES} byte limit"
+            )
+        chunks, total = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > MAX_NOTEBOOK_BYTES:
+                raise ValueError(f"notebook is over the {MAX_NOTEBOOK_BYTES} byte limit")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_submission(
     path: str | Path, source: nbformat.NotebookNode | None = None
 ) -> SubmissionCode:
@@ -144,11 +176,15 @@ def read_submission(
     result = SubmissionCode()
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            result.invalid = f"notebook is {size} bytes, over the {MAX_NOTEBOOK_BYTES} byte limit"
-            return result
-        raw = json.loads(path.read_bytes().decode("utf-8"))
+        data = _read_regular_file(path)
+    except ValueError as error:
+        result.invalid = str(error)
+        return result
+    except OSError as error:
+        result.invalid = f"not a readable notebook: {type(error).__name__}: {str(error)[:300]}"
+        return result
+    try:
+        raw = json.loads(data.decode("utf-8"))
         nb = nbformat.from_dict(raw)
         if nb.get("nbformat", 0) < 4:
             nb = nbformat.convert(nb, 4)

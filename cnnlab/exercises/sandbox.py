@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import signal
 import sys
 
 CLONE_NEWNS = 0x00020000
@@ -36,6 +37,7 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -178,6 +180,20 @@ def _set_limit(which: int, value: int) -> bool:
         return False
 
 
+def set_parent_death_signal() -> bool:
+    """Ask for SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); die now if it already has."""
+    parent = os.getppid()
+    ok = _call("prctl", PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request took hold
+        os._exit(137)
+    return ok
+
+
+def limit_address_space(memory_bytes: int) -> bool:
+    """Set RLIMIT_AS to what this process has mapped now plus ``memory_bytes``."""
+    return _set_limit(resource.RLIMIT_AS, _address_space() + int(memory_bytes))
+
+
 def enter(config: dict, keep: list[str]) -> list[str]:
     """Isolate this process as ``config`` asks; return the protections in force.
 
@@ -215,8 +231,18 @@ def enter(config: dict, keep: list[str]) -> list[str]:
     if _call("unshare", CLONE_NEWPID):
         child = os.fork()
         if child:
-            # The middle process: wait for the namespace's init, exit as it did.
+            # The middle process: wait for the namespace's init, exit as it did. SIGTERM from
+            # the grading process kills the init, and with it the whole namespace (a process
+            # that left the process group with setsid() included).
             os.closerange(3, 1 << 16)
+
+            def on_term(signum, frame, child=child):
+                try:
+                    os.kill(child, 9)
+                except ProcessLookupError:
+                    pass
+
+            signal.signal(signal.SIGTERM, on_term)
             while True:
                 try:
                     _, status = os.waitpid(child, 0)
@@ -228,6 +254,7 @@ def enter(config: dict, keep: list[str]) -> list[str]:
             if os.WIFSIGNALED(status):
                 os._exit(128 + os.WTERMSIG(status))
             os._exit(os.WEXITSTATUS(status))
+        set_parent_death_signal()  # the middle process killed (SIGKILL): the namespace goes
         applied.append("pid_namespace")
         if "mount_namespace" in applied:
             _call("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
@@ -238,7 +265,7 @@ def enter(config: dict, keep: list[str]) -> list[str]:
         ("nproc", resource.RLIMIT_NPROC, int(config["nproc"])),
     ]
     set_ok = [name for name, which, value in limits if _set_limit(which, value)]
-    if _set_limit(resource.RLIMIT_AS, _address_space() + int(config["memory_bytes"])):
+    if config.get("memory_bytes") is not None and limit_address_space(config["memory_bytes"]):
         set_ok.append("as")
     applied.append("rlimits:" + ",".join(set_ok))
     uid = config.get("uid")

@@ -9,6 +9,9 @@ notebook) and ``tests.py``. ``tests.py`` is ordinary Python that the *grading pr
 ``FORBIDDEN``
     dotted names of library functions replaced, inside the grading worker, by stubs that raise
     (for example ``"scipy.signal.correlate2d"``);
+``FORBIDDEN_MODULES``
+    whole modules (with their submodules) replaced inside the grading worker by stubs whose
+    every name raises (for example ``"cnnlab.numpy"``); optional;
 ``PRELOAD``
     modules the worker imports before the student's code runs (optional; ``numpy`` always).
 
@@ -105,6 +108,7 @@ class Exercise:
     path: Path
     tests: list[Test]
     forbidden: tuple[str, ...] = ()
+    forbidden_modules: tuple[str, ...] = ()
     preload: tuple[str, ...] = ("numpy",)
     functions: tuple[str, ...] = ()
 
@@ -160,6 +164,7 @@ def load_exercise(path: str | Path) -> Exercise:
         path=path,
         tests=tests,
         forbidden=tuple(getattr(module, "FORBIDDEN", ())),
+        forbidden_modules=tuple(getattr(module, "FORBIDDEN_MODULES", ())),
         preload=preload,
         functions=tuple(functions),
     )

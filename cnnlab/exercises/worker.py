@@ -1,44 +1,349 @@
-"""The grading worker: runs one submission's code in isolation and answers calls as plain data.
+"""The grading worker: a trusted supervisor and, under it, the process that runs student code.
 
-Started by the grading process as ``python -P -s -c '...worker.main()' JOBDIR FD``. It reads
-``JOBDIR/job.json`` and the input arrays (``.npy``, ``allow_pickle=False``), isolates itself
-(:mod:`cnnlab.exercises.sandbox`), replaces the forbidden functions by stubs, runs the
-notebook's code cells in order, then calls the student functions on the inputs. It reports
-progress as JSON lines on the pipe ``FD`` and writes each answer as ``answer_<i>.npy`` in its
-scratch directory. It never sees expected answers or the tests file; everything it says is
-checked by the grading process.
+Started by the grading process as ``python -P -s -c '...worker.main()' JOBDIR FD``. The
+*supervisor* (:func:`main`) reads ``JOBDIR/job.json`` and the input files into memory (raw
+``.npy`` bytes, never decoded here), isolates itself (:mod:`cnnlab.exercises.sandbox`) and
+forks the *student process*, which closes every descriptor but two private pipes and ``exec``s
+a fresh interpreter (:func:`student_main`): so it never holds the event pipe ``FD`` to the
+grading process, nor the inputs in its memory. Student code runs only there.
+
+The supervisor owns the event pipe and writes every event itself: ``ready``, the notebook's cell
+errors (relayed only while the cells run, before any test input exists in the student process),
+and for each call ``begin``, then the inputs sent to the student process with a fresh random
+nonce, then ``end`` once a reply carrying that nonce arrives. The answer file is hashed at that
+moment and the digest sent with ``end``; the grading process refuses a file changed later. So
+student code can neither forge events, nor answer before it was asked, nor finish a slow
+answer after its call ended. The supervisor is not dumpable (``PR_SET_DUMPABLE`` 0), so the
+student process, though it has the same uid, cannot ptrace it or open its descriptors.
 """
 
 from __future__ import annotations
 
 import builtins
+import ctypes
+import hashlib
 import importlib.abc
 import importlib.util
 import json
 import os
 import signal
+import stat
 import sys
 import time
 import traceback
 
 from cnnlab.exercises import sandbox
 
+STATUSES = ("ok", "missing", "not_implemented", "memory", "error", "bad_answer")
+MAX_LINE = 1 << 20
+CMD_FD, REPLY_FD = 3, 4
+PR_SET_DUMPABLE = 4
+
 
 class Events:
-    """JSON lines written to the pipe back to the grading process."""
+    """JSON lines written to the pipe back to the grading process (supervisor only)."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self._dumps = json.dumps
-        self._write = os.write
-        self._clock = time.monotonic
 
     def send(self, **event: object) -> None:
-        event["t"] = self._clock()
+        event["t"] = time.monotonic()
+        data = (json.dumps(event, default=str) + "\n").encode()
         try:
-            self._write(self.fd, (self._dumps(event, default=str) + "\n").encode())
+            while data:
+                data = data[os.write(self.fd, data) :]
         except (OSError, ValueError, TypeError):
             pass
+
+
+class _Lines:
+    """Read newline-terminated lines from a pipe, dropping overlong ones."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buffer = fd, b""
+
+    def next(self) -> bytes | None:
+        while b"\n" not in self.buffer:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except InterruptedError:  # pragma: no cover
+                continue
+            if not chunk:
+                return None
+            self.buffer += chunk
+            if len(self.buffer) > MAX_LINE and b"\n" not in self.buffer:
+                self.buffer = b""  # junk: drop it
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+
+def _parse(line: bytes) -> dict:
+    try:
+        event = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def _npy_files(spec: object) -> list[str]:
+    if isinstance(spec, dict):
+        if spec.get("t") == "npy":
+            return [spec["file"]]
+        if spec.get("t") == "tuple":
+            return [name for item in spec["items"] for name in _npy_files(item)]
+    return []
+
+
+def _read_answer_digest(scratch_fd: int, name: str, cap: int) -> str:
+    """The SHA-256 of the answer file, read now (a plain file, not a link, at most ``cap``)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=scratch_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("the answer file is not a regular file")
+        digest, total = hashlib.sha256(), 0
+        while chunk := os.read(fd, 1 << 20):
+            total += len(chunk)
+            if total > cap:
+                raise ValueError("the answer file is over the size limit")
+            digest.update(chunk)
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
+
+
+def _start_student(scratch: str, env: dict) -> tuple[int, int, int]:
+    """Fork and exec the student process; return (pid, command write fd, reply read fd)."""
+    cmd_r, cmd_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    out = os.open(os.path.join(scratch, "output.txt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sandbox.set_parent_death_signal()
+            high_cmd, high_reply = os.dup(cmd_r), os.dup(reply_w)
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.dup2(high_cmd, CMD_FD)
+            os.dup2(high_reply, REPLY_FD)
+            os.closerange(REPLY_FD + 1, 1 << 16)  # the event pipe included
+            os.execve(
+                sys.executable,
+                [
+                    sys.executable,
+                    "-P",
+                    "-s",
+                    "-c",
+                    "from cnnlab.exercises.worker import student_main; student_main()",
+                ],
+                env,
+            )
+        finally:
+            os._exit(127)
+    for fd in (cmd_r, reply_w, out, null):
+        os.close(fd)
+    return pid, cmd_w, reply_r
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _kill_descendants(first: int) -> None:
+    """SIGKILL the student process and every process it left behind.
+
+    The supervisor is a child subreaper (or the PID namespace's init), so a process that
+    left the student's process group or session (``setsid()``, a double fork) is reparented to
+    it: killing every child until none is left ends them all.
+    """
+    me = str(os.getpid())
+    for _ in range(200):
+        pids = {first} if first else set()
+        first = 0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as handle:
+                        fields = handle.read().rpartition(b")")[2].split()
+                except OSError:
+                    continue
+                if fields[1].decode() == me:
+                    pids.add(int(entry))
+        if not pids:
+            return
+        for child in pids:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for child in pids:  # reap, so that they leave /proc
+            try:
+                os.waitpid(child, 0)
+            except ChildProcessError:
+                pass
+
+
+def _exit_like(pid: int) -> None:
+    """Reap the student process and exit as it did (a signal as 128 + its number).
+
+    Called when its reply pipe closed: it has usually ended; if it still runs after a moment (it
+    closed the pipe itself), it is killed and the exit code is 70.
+    """
+    for _ in range(50):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        _kill_descendants(pid)
+        os._exit(70)
+    _kill_descendants(0)
+    if os.WIFSIGNALED(status):
+        os._exit(128 + os.WTERMSIG(status))
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The supervisor: isolate, start the student process, relay and time its calls."""
+    argv = sys.argv if argv is None else argv
+    jobdir, fd = argv[1], int(argv[2])
+    events = Events(fd)
+    with open(os.path.join(jobdir, "job.json")) as handle:
+        job = json.load(handle)
+    blobs: dict[str, bytes] = {}
+    for call in job["calls"]:
+        for spec in [call["args"], *call["kwargs"].values()]:
+            for name in _npy_files(spec):
+                with open(os.path.join(jobdir, os.path.basename(name)), "rb") as handle:
+                    blobs[name] = handle.read()
+    for name in os.listdir(jobdir):  # the student process must not find the inputs on disk
+        if name.endswith(".npy"):
+            try:
+                os.unlink(os.path.join(jobdir, name))
+            except OSError:
+                pass
+    child_env = {
+        key: os.environ[key]
+        for key in ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "MPLBACKEND")
+        if key in os.environ
+    }
+    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        child_env[key] = "1"
+    scratch = job["scratch"]
+    keep = [
+        scratch,
+        sys.prefix,
+        sys.base_prefix,
+        os.path.dirname(os.path.dirname(sandbox.__file__)),
+    ]
+    config = dict(job["sandbox"], memory_bytes=None)  # RLIMIT_AS: set by the student process
+    applied = sandbox.enter(config, keep)
+    libc = ctypes.CDLL(None)
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    os.chdir(scratch)
+    os.umask(0o077)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    child_env.update({"HOME": scratch, "TMPDIR": scratch, "PATH": "/usr/bin:/bin"})
+    child_env["LANG"] = "C.UTF-8"
+    pid, cmd_w, reply_r = _start_student(scratch, child_env)
+
+    def on_term(signum, frame):  # the grading process stops us: the student process goes too
+        try:
+            _kill_descendants(pid)
+        finally:
+            os._exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)
+    scratch_fd = os.open(scratch, os.O_DIRECTORY)
+    replies = _Lines(reply_r)
+
+    def command(data: bytes) -> bool:
+        try:
+            while data:
+                data = data[os.write(cmd_w, data) :]
+            return True
+        except OSError:
+            return False
+
+    setup = {
+        key: job[key] for key in ("exercise", "preload", "forbidden", "forbidden_modules", "cells")
+    }
+    setup["run_cells"] = job["run_cells"]
+    setup["memory_bytes"] = job["sandbox"]["memory_bytes"]
+    if not command((json.dumps(setup) + "\n").encode()):
+        _exit_like(pid)
+    # The first line comes before any student code runs: the limits the student process set.
+    first = replies.next()
+    if first is None:
+        _exit_like(pid)
+    limits = _parse(first)
+    if limits.get("e") == "limits" and limits.get("as"):
+        applied = [item + ",as" if item.startswith("rlimits:") else item for item in applied]
+    for note in limits.get("notes", [])[:10]:
+        events.send(e="note", text=str(note)[:500])
+    events.send(e="ready", isolation=applied)
+    # Cells: relayed until the student process says they are done; no test input exists yet.
+    relayed = 0
+    while True:
+        line = replies.next()
+        if line is None:
+            _exit_like(pid)
+        event = _parse(line)
+        if event.get("e") == "cells_done":
+            seconds = event.get("seconds")
+            events.send(
+                e="cells_done", seconds=float(seconds) if isinstance(seconds, (int, float)) else 0.0
+            )
+            break
+        if event.get("e") == "cell" and relayed < 50:
+            relayed += 1
+            events.send(
+                e="cell",
+                cell=str(event.get("cell"))[:20],
+                error=str(event.get("error"))[-1500:],
+                memory=event.get("memory") is True,
+            )
+    cap = int(job["sandbox"]["fsize_bytes"])
+    for index, call in zip(job["call_ids"], job["calls"], strict=True):
+        nonce = os.urandom(16).hex()
+        names = sorted(
+            {n for spec in [call["args"], *call["kwargs"].values()] for n in _npy_files(spec)}
+        )
+        header = dict(call, call=index, nonce=nonce, blobs=[[n, len(blobs[n])] for n in names])
+        events.send(e="begin", call=index)
+        started = time.monotonic()
+        sent = command((json.dumps(header) + "\n").encode() + b"".join(blobs[n] for n in names))
+        reply = None
+        while sent:
+            line = replies.next()
+            if line is None:
+                break
+            event = _parse(line)
+            if event.get("nonce") == nonce and event.get("status") in STATUSES:
+                reply = event
+                break
+        if reply is None:
+            _exit_like(pid)
+        seconds = time.monotonic() - started
+        status = reply["status"]
+        detail = str(reply.get("detail", ""))[:1500]
+        if status == "ok":
+            try:
+                digest = _read_answer_digest(scratch_fd, f"answer_{index}.npy", cap)
+            except (OSError, ValueError) as error:
+                status, detail = "bad_answer", f"the answer file could not be read: {error}"
+        if status == "ok":
+            events.send(e="end", call=index, status="ok", seconds=seconds, sha256=digest)
+        else:
+            events.send(e="end", call=index, status=status, detail=detail)
+    events.send(e="done")
+    _kill_descendants(pid)
+    os._exit(0)
+
+
+# --- The student process: everything below runs beside student code. ---------------------------
 
 
 def _short_error(error: BaseException, limit: int = 1500) -> str:
@@ -49,30 +354,58 @@ def _short_error(error: BaseException, limit: int = 1500) -> str:
     return text if len(text) <= limit else "...\n" + text[-limit:]
 
 
-def _decode(spec: object, jobdir: str, np: object) -> object:
+def _decode(spec: object, arrays: dict, np: object) -> object:
     kind = spec["t"]  # type: ignore[index]
     if kind == "npy":
-        return np.load(os.path.join(jobdir, spec["file"]), allow_pickle=False)  # type: ignore
+        return arrays[spec["file"]]  # type: ignore[index]
     if kind == "tuple":
-        return tuple(_decode(item, jobdir, np) for item in spec["items"])  # type: ignore
+        return tuple(_decode(item, arrays, np) for item in spec["items"])  # type: ignore
     return spec["v"]  # type: ignore[index]
 
 
-def _fresh(value: object) -> object:
-    copy = getattr(value, "copy", None)
-    if isinstance(value, tuple):
-        return tuple(_fresh(v) for v in value)
-    return copy() if callable(copy) and not isinstance(value, (dict, list)) else value
+def _forbidden_stub(dotted: str, exercise: str):
+    def forbidden(*args, **kwargs):
+        raise RuntimeError(
+            f"{dotted} is forbidden in exercise {exercise}: write the computation yourself"
+        )
+
+    forbidden.__name__ = dotted.rpartition(".")[2]
+    return forbidden
+
+
+class _StubLoader(importlib.abc.Loader):
+    """A forbidden module imports as a stub: every name in it is a function that raises."""
+
+    def __init__(self, exercise: str) -> None:
+        self.exercise = exercise
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        name, exercise = module.__name__, self.exercise
+
+        def __getattr__(attribute: str):
+            if attribute.startswith("__"):
+                raise AttributeError(attribute)
+            return _forbidden_stub(f"{name}.{attribute}", exercise)
+
+        module.__getattr__ = __getattr__
+        module.__path__ = []  # a package, so that its submodules import (as stubs too)
 
 
 class _ForbiddenHook(importlib.abc.MetaPathFinder):
-    """Replace forbidden attributes of modules as soon as they are imported."""
+    """Patch forbidden attributes of modules as they are imported; refuse forbidden modules."""
 
-    def __init__(self, targets: dict[str, list[str]], patch) -> None:
+    def __init__(self, targets: dict[str, list[str]], patch, modules, exercise) -> None:
         self.targets = targets
         self.patch = patch
+        self.modules = tuple(modules)
+        self.exercise = exercise
 
     def find_spec(self, fullname, path, target=None):
+        if any(fullname == m or fullname.startswith(m + ".") for m in self.modules):
+            return importlib.util.spec_from_loader(fullname, _StubLoader(self.exercise))
         if fullname not in self.targets:
             return None
         for finder in sys.meta_path:
@@ -95,35 +428,70 @@ class _ForbiddenHook(importlib.abc.MetaPathFinder):
         return None
 
 
-def install_forbidden(names: list[str], exercise: str) -> None:
-    """Replace each dotted name ``pkg.module.function`` by a stub that raises."""
+def install_forbidden(names: list[str], exercise: str, modules: list[str] = ()) -> None:
+    """Replace each dotted name ``pkg.module.function`` by a stub that raises; replace each
+    module in ``modules`` (and its submodules) by a stub module whose every name raises, also
+    where already imported."""
     targets: dict[str, list[str]] = {}
     for dotted in names:
         module, _, attribute = dotted.rpartition(".")
         targets.setdefault(module, []).append(attribute)
 
     def make_stub(dotted: str):
-        def forbidden(*args, **kwargs):
-            raise RuntimeError(
-                f"{dotted} is forbidden in exercise {exercise}: write the computation yourself"
-            )
+        return _forbidden_stub(dotted, exercise)
 
-        forbidden.__name__ = dotted.rpartition(".")[2]
-        return forbidden
+    busy = []
+
+    def patch_objects() -> None:
+        # Names inside objects that are not modules (``torch.ops.aten.conv2d``): walk the
+        # attributes from the longest loaded module prefix.
+        if busy:
+            return
+        busy.append(True)
+        try:
+            for dotted in names:
+                parts = dotted.split(".")
+                for cut in range(len(parts) - 1, 0, -1):
+                    if ".".join(parts[:cut]) in sys.modules:
+                        break
+                else:
+                    continue
+                if cut == len(parts) - 1:
+                    continue  # a module attribute: patched when the module loads
+                try:
+                    owner = sys.modules[".".join(parts[:cut])]
+                    for part in parts[cut:-1]:
+                        owner = getattr(owner, part)
+                    if hasattr(owner, parts[-1]):
+                        setattr(owner, parts[-1], make_stub(dotted))
+                except Exception:  # noqa: BLE001 (absent here, or not patchable)
+                    pass
+        finally:
+            busy.clear()
 
     def patch(module_name: str) -> None:
         module = sys.modules.get(module_name)
         if module is None:
             return
-        for attribute in targets[module_name]:
+        for attribute in targets.get(module_name, []):
             try:
                 setattr(module, attribute, make_stub(f"{module_name}.{attribute}"))
             except (AttributeError, TypeError):
                 pass
+        patch_objects()
 
     for module_name in targets:
         patch(module_name)
-    sys.meta_path.insert(0, _ForbiddenHook(targets, patch))
+    for loaded in list(sys.modules):
+        if any(loaded == m or loaded.startswith(m + ".") for m in modules):
+            del sys.modules[loaded]
+            parent, _, child = loaded.rpartition(".")
+            if parent in sys.modules:
+                try:
+                    delattr(sys.modules[parent], child)
+                except AttributeError:
+                    pass
+    sys.meta_path.insert(0, _ForbiddenHook(targets, patch, modules, exercise))
     # ``from package import name`` bindings made before the patch (package __init__ re-exports).
     for module_name, attributes in targets.items():
         parent = module_name.rpartition(".")[0]
@@ -151,52 +519,42 @@ def _disable_self_check() -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv if argv is None else argv
-    jobdir, fd = argv[1], int(argv[2])
-    events = Events(fd)
-    with open(os.path.join(jobdir, "job.json")) as handle:
-        job = json.load(handle)
+def student_main() -> None:
+    """Run the notebook's cells, then each call the supervisor sends; reply with its nonce."""
+    import io
+
     import numpy as np
 
-    for module in job["preload"]:
+    commands = os.fdopen(CMD_FD, "rb")
+    write = os.write
+
+    def reply(**message: object) -> None:
+        data = (json.dumps(message, default=str) + "\n").encode()
+        try:
+            while data:
+                data = data[write(REPLY_FD, data) :]
+        except OSError:
+            pass
+
+    setup = json.loads(commands.readline())
+    notes = []
+    for module in setup["preload"]:
         try:
             __import__(module)
         except Exception as error:  # noqa: BLE001
-            events.send(e="note", text=f"could not preload {module}: {error}")
-    calls = [
-        (
-            c["function"],
-            _decode(c["args"], jobdir, np),
-            {k: _decode(v, jobdir, np) for k, v in c["kwargs"].items()},
-        )
-        for c in job["calls"]
-    ]
+            notes.append(f"could not preload {module}: {error}")
     _disable_self_check()
-    install_forbidden(job["forbidden"], job["exercise"])
-    scratch = job["scratch"]
-    keep = [
-        scratch,
-        sys.prefix,
-        sys.base_prefix,
-        os.path.dirname(os.path.dirname(sandbox.__file__)),
-    ]
-    applied = sandbox.enter(job["sandbox"], keep)
-    os.chdir(scratch)
-    os.umask(0o077)
-    scratch_fd = os.open(scratch, os.O_DIRECTORY)
-    out = os.open("output.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)
+    install_forbidden(setup["forbidden"], setup["exercise"], setup.get("forbidden_modules", []))
+    memory = setup.get("memory_bytes")
+    limited = memory is not None and sandbox.limit_address_space(int(memory))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    os.environ.clear()
-    os.environ.update(
-        {"HOME": scratch, "TMPDIR": scratch, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-    )
-    events.send(e="ready", isolation=applied)
+    for key in ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE"):
+        os.environ.pop(key, None)
+    reply(e="limits", notes=notes, **{"as": limited})
 
-    save, asarray, ndarray = np.save, np.asarray, np.ndarray
+    load, save, asarray, ndarray = np.load, np.save, np.asarray, np.ndarray
+    monotonic, bytes_io, read_fd = time.monotonic, io.BytesIO, os.O_NOFOLLOW
+    scratch_fd = os.open(".", os.O_DIRECTORY)
     # What the student's code may patch and the worker relies on is put back before each call.
     saved = [(module.__dict__, dict(module.__dict__)) for module in (builtins, np)]
 
@@ -207,41 +565,46 @@ def main(argv: list[str] | None = None) -> None:
             namespace_dict.update(original)
 
     namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
-    started = time.monotonic()
-    if job["run_cells"]:
-        for index, source in job["cells"]:
+    started = monotonic()
+    if setup["run_cells"]:
+        for index, source in setup["cells"]:
             try:
                 exec(compile(source, f"<cell {index}>", "exec"), namespace)
             except BaseException as error:  # noqa: BLE001 (SystemExit and KeyboardInterrupt too)
-                events.send(
+                reply(
                     e="cell",
                     cell=index,
                     error=_short_error(error),
                     memory=isinstance(error, MemoryError),
                 )
-    events.send(e="cells_done", seconds=time.monotonic() - started)
-    for number, (index, (name, args, kwargs)) in enumerate(
-        zip(job["call_ids"], calls, strict=True)
-    ):
+    reply(e="cells_done", seconds=monotonic() - started)
+    while True:
         restore()
-        events.send(e="begin", call=index)
-        started = time.monotonic()
+        line = commands.readline()
+        if not line:
+            break
+        header = json.loads(line)
+        nonce, index, name = header["nonce"], header["call"], header["function"]
+        arrays = {}
+        for file_name, size in header["blobs"]:
+            arrays[file_name] = load(bytes_io(commands.read(size)), allow_pickle=False)
+        args = _decode(header["args"], arrays, np)
+        kwargs = {k: _decode(v, arrays, np) for k, v in header["kwargs"].items()}
         function = namespace.get(name)
         if function is None:
-            events.send(e="end", call=index, status="missing", detail=f"`{name}` is not defined")
+            reply(nonce=nonce, status="missing", detail=f"`{name}` is not defined")
             continue
         try:
-            result = function(*_fresh(args), **_fresh(kwargs))
+            result = function(*args, **kwargs)
         except NotImplementedError:
-            events.send(e="end", call=index, status="not_implemented", detail="NotImplementedError")
+            reply(nonce=nonce, status="not_implemented", detail="NotImplementedError")
             continue
         except MemoryError as error:
-            events.send(e="end", call=index, status="memory", detail=_short_error(error))
+            reply(nonce=nonce, status="memory", detail=_short_error(error))
             continue
         except BaseException as error:  # noqa: BLE001
-            events.send(e="end", call=index, status="error", detail=_short_error(error))
+            reply(nonce=nonce, status="error", detail=_short_error(error))
             continue
-        seconds = time.monotonic() - started
         restore()
         try:
             answer = asarray(result)
@@ -250,17 +613,16 @@ def main(argv: list[str] | None = None) -> None:
             with open(
                 f"answer_{index}.npy",
                 "wb",
-                opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW, 0o600, dir_fd=scratch_fd),
+                opener=lambda p, f: os.open(p, f | read_fd, 0o600, dir_fd=scratch_fd),
             ) as handle:
                 save(handle, answer.view(ndarray), allow_pickle=False)
                 handle.flush()
                 if os.fstat(handle.fileno()).st_size < answer.nbytes:
                     raise OSError("the answer is larger than the worker's file-size limit")
         except BaseException as error:  # noqa: BLE001
-            events.send(e="end", call=index, status="bad_answer", detail=str(error)[:500])
+            reply(nonce=nonce, status="bad_answer", detail=str(error)[:500])
             continue
-        events.send(e="end", call=index, status="ok", seconds=seconds, n=number)
-    events.send(e="done")
+        reply(nonce=nonce, status="ok")
     sys.stdout.flush()
     os._exit(0)
 

@@ -35,6 +35,33 @@ FORBIDDEN = [
     "cnnlab.torch.conv2d",
     "cnnlab.torch.conv.conv2d",
     "cnnlab.shapes.conv_output_size",
+    "cnnlab.numpy.direct_conv",
+    "cnnlab.numpy.fft_conv",
+    "cnnlab.numpy.winograd_conv",
+    "cnnlab.numpy.direct.direct_conv",
+    "cnnlab.numpy.fft.fft_conv",
+    "cnnlab.numpy.winograd.winograd_conv",
+    "cnnlab.numpy.conv._im2col_gemm",
+    "cnnlab.numpy.conv.windows",
+    "cnnlab._checks.conv2d_geometry",
+    "cnnlab._checks._out_size",
+    "torch.convolution",
+    "torch._convolution",
+    "torch.conv_transpose2d",
+    "torch.nn.functional.conv_transpose2d",
+    "torch.ops.aten.conv2d",
+    "torch.ops.aten.convolution",
+    "torch.ops.aten._convolution",
+]
+
+# Whole modules that cannot be imported inside the grading worker: every cnnlab route to a
+# convolution or an output size, and SciPy's signal processing.
+FORBIDDEN_MODULES = [
+    "cnnlab.numpy",
+    "cnnlab.torch",
+    "cnnlab.shapes",
+    "cnnlab._checks",
+    "scipy.signal",
 ]
 
 CORR_HINT = (

@@ -63,11 +63,14 @@ def _wrong(source_nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def write_cases(folder: Path, exercise_dir: Path, out_dir: Path) -> dict[str, str]:
+def write_cases(
+    folder: Path, exercise_dir: Path, out_dir: Path, escape_dir: Path | None = None
+) -> dict[str, str]:
     """Write every case into ``folder``; return ``{id: what it attempts}``.
 
     ``exercise_dir`` and ``out_dir`` are the real paths of the exercise and the report folder,
     which the attacks try to read or write (as a student who guessed them would).
+    ``escape_dir`` (writable by every worker) receives the heartbeat of ``h_setsid_escape``.
     """
     folder.mkdir(parents=True, exist_ok=True)
     source = nbformat.read(str(exercise_dir / "source.ipynb"), as_version=4)
@@ -239,6 +242,134 @@ def write_cases(folder: Path, exercise_dir: Path, out_dir: Path) -> dict[str, st
         "an answer cell turned to markdown, a test cell to raw",
         retyped,
     )
+    forge = (
+        "import json, os\n"
+        "def _forge(text):\n"
+        "    events = [{'e': 'ready', 'isolation': ['FORGED-ISOLATION']},\n"
+        "              {'e': 'note', 'text': 'FORGED-NOTE ' + text},\n"
+        "              {'e': 'cell', 'cell': 0, 'error': 'FORGED-CELL ' + text}]\n"
+        "    for i in range(12):\n"
+        "        events += [{'e': 'begin', 'call': i}, {'e': 'end', 'call': i, 'status': 'ok',\n"
+        "                   'nonce': 'x', 'seconds': 0}]\n"
+        "    data = b''.join((json.dumps(e) + '\\n').encode() for e in events)\n"
+        "    for fd in range(3, 256):\n"
+        "        try:\n"
+        "            os.write(fd, data)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "_forge('during the cells')\n"
+        "_honest_conv2d = conv2d\n"
+        "def conv2d(x, weight, bias=None, stride=1, padding=0):\n"
+        "    _forge('HIDDEN-INPUT ' + repr(np.asarray(x).ravel()[:4].tolist()))\n"
+        "    return _honest_conv2d(x, weight, bias, stride, padding)\n"
+    )
+    cases["h_forged_events"] = (
+        "forged ready, note, cell, begin and end events on every descriptor, also during calls",
+        _append(wrong, forge),
+    )
+    slow = copy.deepcopy(wrong)
+    _cell(slow, "conv2d").source = (
+        "import json, os\n"
+        "def _forge_ends():\n"
+        "    data = b''.join((json.dumps({'e': 'end', 'call': i, 'status': 'ok', 'seconds': 0})\n"
+        "                     + '\\n').encode() for i in range(12))\n"
+        "    for fd in range(3, 256):\n"
+        "        try:\n"
+        "            os.write(fd, data)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "_forge_ends()\n"
+        "def conv2d(x, weight, bias=None, stride=1, padding=0):\n"
+        "    _forge_ends()\n"
+        "    sh, sw = (stride, stride) if np.isscalar(stride) else stride\n"
+        "    ph, pw = (padding, padding) if np.isscalar(padding) else padding\n"
+        "    x = np.pad(np.asarray(x, float), ((0, 0), (0, 0), (ph, ph), (pw, pw)))\n"
+        "    weight = np.asarray(weight, float)\n"
+        "    o, c, kh, kw = weight.shape\n"
+        "    n, oh, ow = x.shape[0], (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1\n"
+        "    out = np.zeros((n, o, oh, ow))\n"
+        "    for b in range(n):\n"
+        "        for f in range(o):\n"
+        "            for i in range(oh):\n"
+        "                for j in range(ow):\n"
+        "                    win = x[b, :, i * sh : i * sh + kh, j * sw : j * sw + kw]\n"
+        "                    out[b, f, i, j] = np.sum(win * weight[f])\n"
+        "    return out if bias is None else out + np.asarray(bias)[None, :, None, None]\n"
+    )
+    cases["h_forged_end_slow"] = (
+        "a correct but slow (per-pixel loop) conv2d that forges end events to escape the limit",
+        slow,
+    )
+    late = (
+        "import os, threading, time\n"
+        "def _correct(x, weight, bias=None, stride=1, padding=0):\n"
+        "    # the flip undone: a right answer, written after the call has ended\n"
+        "    return _flipped(x, np.asarray(weight)[:, :, ::-1, ::-1], bias, stride, padding)\n"
+        "_flipped = conv2d\n"
+        "_seen = set(os.listdir('.'))\n"
+        "def _overwrite(args):\n"
+        "    deadline = time.monotonic() + 5\n"
+        "    while time.monotonic() < deadline:\n"
+        "        new = [f for f in os.listdir('.') if f.startswith('answer_') and f not in _seen]\n"
+        "        if new:\n"
+        "            _seen.update(new)\n"
+        "            time.sleep(0.2)\n"
+        "            np.save(new[0], _correct(*args[0], **args[1]))\n"
+        "            return\n"
+        "        time.sleep(0.01)\n"
+        "def conv2d(x, weight, bias=None, stride=1, padding=0):\n"
+        "    args = ((x, weight, bias), {'stride': stride, 'padding': padding})\n"
+        "    threading.Thread(target=_overwrite, args=(args,), daemon=True).start()\n"
+        "    return _flipped(x, weight, bias, stride, padding)\n"
+    )
+    cases["h_late_answer"] = (
+        "a wrong answer returned in time, replaced by the right one after the call ended",
+        _append(wrong, late),
+    )
+    module_route = copy.deepcopy(wrong)
+    _cell(module_route, "corr2d").source = (
+        "def corr2d(image, kernel):\n"
+        "    from cnnlab.numpy import direct_conv\n"
+        "    image, kernel = np.asarray(image, float), np.asarray(kernel, float)\n"
+        "    return direct_conv(image[None, None], kernel[None, None])[0, 0]\n"
+    )
+    _cell(module_route, "conv2d").source = (
+        "def conv2d(x, weight, bias=None, stride=1, padding=0):\n"
+        "    import importlib\n"
+        "    conv = importlib.import_module('cnnlab.numpy.conv')\n"
+        "    return conv._im2col_gemm(x, weight, None, 1)\n"
+    )
+    _cell(module_route, "conv_output_size").source = (
+        "def conv_output_size(size, kernel_size, stride=1, padding=0):\n"
+        "    from cnnlab._checks import _out_size\n"
+        "    return _out_size(size, kernel_size, stride, padding)\n"
+    )
+    cases["h_forbidden_module"] = (
+        "reaching cnnlab's convolutions through other names (direct_conv, _im2col_gemm, "
+        "_checks._out_size)",
+        module_route,
+    )
+    marker = Path(escape_dir) / "alive" if escape_dir else None
+    escape = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()  # out of the worker's process group and session\n"
+        "    if os.fork() == 0:\n"
+        "        while True:\n"
+        "            try:\n"
+        f"                with open({str(marker)!r}, 'w') as f:\n"
+        "                    f.write(str(time.time()))\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "            time.sleep(0.1)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.3)\n"
+    )
+    if marker is not None:
+        cases["h_setsid_escape"] = (
+            "a process that leaves the process group (setsid, double fork) to outlive grading",
+            _append(wrong, escape),
+        )
 
     described = {}
     for ident, (what, content) in cases.items():
