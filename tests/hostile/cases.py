@@ -301,29 +301,27 @@ def write_cases(
         slow,
     )
     late = (
-        "import os, threading, time\n"
+        "import os\n"
         "def _correct(x, weight, bias=None, stride=1, padding=0):\n"
-        "    # the flip undone: a right answer, written after the call has ended\n"
+        "    # the flip undone: the right answer\n"
         "    return _flipped(x, np.asarray(weight)[:, :, ::-1, ::-1], bias, stride, padding)\n"
         "_flipped = conv2d\n"
-        "_seen = set(os.listdir('.'))\n"
-        "def _overwrite(args):\n"
-        "    deadline = time.monotonic() + 5\n"
-        "    while time.monotonic() < deadline:\n"
-        "        new = [f for f in os.listdir('.') if f.startswith('answer_') and f not in _seen]\n"
-        "        if new:\n"
-        "            _seen.update(new)\n"
-        "            time.sleep(0.2)\n"
-        "            np.save(new[0], _correct(*args[0], **args[1]))\n"
-        "            return\n"
-        "        time.sleep(0.01)\n"
+        "_state = {'args': None, 'known': set()}\n"
+        "def _answers():\n"
+        "    return {f for f in os.listdir('.') if f.startswith('answer_')}\n"
         "def conv2d(x, weight, bias=None, stride=1, padding=0):\n"
-        "    args = ((x, weight, bias), {'stride': stride, 'padding': padding})\n"
-        "    threading.Thread(target=_overwrite, args=(args,), daemon=True).start()\n"
+        "    # The previous conv2d call's (wrong) answer was written and checked when that call\n"
+        "    # ended; during this call, overwrite it with the right one.\n"
+        "    if _state['args'] is not None:\n"
+        "        new = sorted(_answers() - _state['known'], key=os.path.getmtime)\n"
+        "        if new:\n"
+        "            np.save(new[0], _correct(*_state['args'][0], **_state['args'][1]))\n"
+        "    _state['args'] = ((x, weight, bias), {'stride': stride, 'padding': padding})\n"
+        "    _state['known'] = _answers()\n"
         "    return _flipped(x, weight, bias, stride, padding)\n"
     )
     cases["h_late_answer"] = (
-        "a wrong answer returned in time, replaced by the right one after the call ended",
+        "a wrong answer returned in time, replaced by the right one during the next call",
         _append(wrong, late),
     )
     module_route = copy.deepcopy(wrong)
