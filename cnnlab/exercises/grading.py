@@ -29,6 +29,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
+from cnnlab.exercises import plaindata
 from cnnlab.exercises.compare import compare, read_answer
 from cnnlab.exercises.notebook import read_submission
 from cnnlab.exercises.spec import Exercise, Test, draw_inputs, load_exercise
@@ -151,20 +152,13 @@ def find_submissions(paths: list[str | Path]) -> list[tuple[str, Path]]:
 
 
 def _encode(value: object, directory: Path, stem: str) -> dict:
-    if isinstance(value, np.ndarray):
-        name = f"{stem}.npy"
-        np.save(directory / name, value, allow_pickle=False)
-        return {"t": "npy", "file": name}
-    if isinstance(value, tuple | list):
-        return {
-            "t": "tuple",
-            "items": [_encode(v, directory, f"{stem}_{i}") for i, v in enumerate(value)],
-        }
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, bool | int | float | str):
-        return {"t": "json", "v": value}
-    raise TypeError(f"test input {value!r} is not plain data (array, number, string, tuple)")
+    """Encode a test input as plain data, each array saved as ``directory/<key>.npy``."""
+
+    def store(key: str, array: np.ndarray) -> str:
+        np.save(directory / f"{key}.npy", array, allow_pickle=False)
+        return f"{key}.npy"
+
+    return plaindata.encode(value, stem, store)
 
 
 def _prepare(exercise: Exercise) -> list[_Prepared]:

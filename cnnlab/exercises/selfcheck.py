@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.exercises import plaindata
 from cnnlab.exercises.compare import compare
 from cnnlab.exercises.spec import Test, draw_inputs, load_exercise
 
@@ -31,15 +32,12 @@ def write_visible_tests(tests: list[Test], folder: Path) -> None:
     arrays: dict[str, np.ndarray] = {}
     entries = []
 
-    def encode(value: object, key: str) -> object:
-        if isinstance(value, np.ndarray):
-            arrays[key] = value
-            return {"t": "npy", "key": key}
-        if isinstance(value, tuple | list):
-            return {"t": "tuple", "items": [encode(v, f"{key}_{i}") for i, v in enumerate(value)]}
-        if isinstance(value, np.generic):
-            value = value.item()
-        return {"t": "json", "v": value}
+    def store(key: str, array: np.ndarray) -> str:
+        arrays[key] = array
+        return key
+
+    def encode(value: object, key: str) -> dict:
+        return plaindata.encode(value, key, store)
 
     for number, test in enumerate(t for t in tests if not t.hidden):
         args, kwargs = draw_inputs(test)
@@ -70,11 +68,7 @@ def _load_visible(folder: Path) -> list[tuple[Test, tuple, dict, np.ndarray]]:
             arrays = {k: data[k] for k in data.files}
 
         def decode(value: dict) -> object:
-            if value["t"] == "npy":
-                return arrays[value["key"]]
-            if value["t"] == "tuple":
-                return tuple(decode(v) for v in value["items"])
-            return value["v"]
+            return plaindata.decode(value, arrays)
 
         loaded = []
         for entry in spec["tests"]:
@@ -105,12 +99,6 @@ def _load_visible(folder: Path) -> list[tuple[Test, tuple, dict, np.ndarray]]:
     )
 
 
-def _copy(value: object) -> object:
-    if isinstance(value, tuple):
-        return tuple(_copy(v) for v in value)
-    return value.copy() if isinstance(value, np.ndarray) else value
-
-
 def check(name: str, function: Callable, folder: str | Path = ".") -> None:
     """Run the visible tests of the student function ``name`` on ``function``; print a report.
 
@@ -135,7 +123,7 @@ def check(name: str, function: Callable, folder: str | Path = ".") -> None:
         total += test.points
         started = time.perf_counter()
         try:
-            got = function(*_copy(args), **_copy(kwargs))
+            got = function(*plaindata.copy_value(args), **plaindata.copy_value(kwargs))
             answer = np.asarray(got)
             if answer.dtype.kind not in "biuf":
                 raise TypeError(f"returned {type(got).__name__}, not an array of numbers")

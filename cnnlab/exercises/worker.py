@@ -32,7 +32,7 @@ import sys
 import time
 import traceback
 
-from cnnlab.exercises import sandbox
+from cnnlab.exercises import plaindata, sandbox
 
 STATUSES = ("ok", "missing", "not_implemented", "memory", "error", "bad_answer")
 MAX_LINE = 1 << 20
@@ -83,15 +83,6 @@ def _parse(line: bytes) -> dict:
     except (ValueError, UnicodeDecodeError):
         return {}
     return event if isinstance(event, dict) else {}
-
-
-def _npy_files(spec: object) -> list[str]:
-    if isinstance(spec, dict):
-        if spec.get("t") == "npy":
-            return [spec["file"]]
-        if spec.get("t") == "tuple":
-            return [name for item in spec["items"] for name in _npy_files(item)]
-    return []
 
 
 def _read_answer_digest(scratch_fd: int, name: str, cap: int) -> str:
@@ -213,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     blobs: dict[str, bytes] = {}
     for call in job["calls"]:
         for spec in [call["args"], *call["kwargs"].values()]:
-            for name in _npy_files(spec):
+            for name in plaindata.array_refs(spec):
                 with open(os.path.join(jobdir, os.path.basename(name)), "rb") as handle:
                     blobs[name] = handle.read()
     for name in os.listdir(jobdir):  # the student process must not find the inputs on disk
@@ -309,7 +300,11 @@ def main(argv: list[str] | None = None) -> None:
     for index, call in zip(job["call_ids"], job["calls"], strict=True):
         nonce = os.urandom(16).hex()
         names = sorted(
-            {n for spec in [call["args"], *call["kwargs"].values()] for n in _npy_files(spec)}
+            {
+                n
+                for spec in [call["args"], *call["kwargs"].values()]
+                for n in plaindata.array_refs(spec)
+            }
         )
         header = dict(call, call=index, nonce=nonce, blobs=[[n, len(blobs[n])] for n in names])
         events.send(e="begin", call=index)
@@ -352,15 +347,6 @@ def _short_error(error: BaseException, limit: int = 1500) -> str:
     kept = [line for line in lines if "cnnlab/exercises/worker.py" not in line]
     text = "".join(kept).strip()
     return text if len(text) <= limit else "...\n" + text[-limit:]
-
-
-def _decode(spec: object, arrays: dict, np: object) -> object:
-    kind = spec["t"]  # type: ignore[index]
-    if kind == "npy":
-        return arrays[spec["file"]]  # type: ignore[index]
-    if kind == "tuple":
-        return tuple(_decode(item, arrays, np) for item in spec["items"])  # type: ignore
-    return spec["v"]  # type: ignore[index]
 
 
 def _forbidden_stub(dotted: str, exercise: str):
@@ -588,8 +574,8 @@ def student_main() -> None:
         arrays = {}
         for file_name, size in header["blobs"]:
             arrays[file_name] = load(bytes_io(commands.read(size)), allow_pickle=False)
-        args = _decode(header["args"], arrays, np)
-        kwargs = {k: _decode(v, arrays, np) for k, v in header["kwargs"].items()}
+        args = plaindata.decode(header["args"], arrays)
+        kwargs = {k: plaindata.decode(v, arrays) for k, v in header["kwargs"].items()}
         function = namespace.get(name)
         if function is None:
             reply(nonce=nonce, status="missing", detail=f"`{name}` is not defined")
