@@ -7,7 +7,7 @@ SETUP_STAMP  := $(VENV)/.cnnlab-setup
 ASSETS_STAMP := _vendor/.manifest.json
 PYTEST_ARGS ?=
 
-.PHONY: setup assets book test chromium lint clean
+.PHONY: setup assets book notebooks test portability chromium lint clean
 
 setup: $(SETUP_STAMP)
 
@@ -33,8 +33,22 @@ book: setup assets
 chromium:
 	tools/ensure_command.sh chromium chromium
 
+# Re-execute every chapter and store its outputs (the book shows the stored outputs).
+notebooks: setup
+	$(PY) tools/execute_notebook.py book/*.ipynb
+
+# A second numeric setup: torch without SIMD kernels, another OpenBLAS kernel, one thread.
+# Every notebook must reproduce its stored outputs here too (tests/test_numeric_config.py checks
+# that the setup really took effect).
+PORTABLE_ENV := ATEN_CPU_CAPABILITY=default OPENBLAS_CORETYPE=Haswell OMP_NUM_THREADS=1 \
+	OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 CNNLAB_NUMERIC_CONFIG=portable
+
+portability: setup
+	$(PORTABLE_ENV) $(PY) -m pytest tests/test_numeric_config.py book exercises
+
 test: book chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory portability
 
 lint: setup
 	$(VENV)/bin/ruff check .
