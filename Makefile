@@ -38,9 +38,11 @@ notebooks: setup
 	$(PY) tools/execute_notebook.py book/*.ipynb
 
 # A second numeric setup: torch without SIMD kernels, another OpenBLAS kernel, one thread.
+# Sandybridge (AVX without FMA) differs from every kernel a current x86-64 CPU picks by itself
+# (SkylakeX, Haswell, Zen), and from the Haswell kernel some machines here set in the environment.
 # Every notebook must reproduce its stored outputs here too (tests/test_numeric_config.py checks
 # that the setup really took effect).
-PORTABLE_ENV := ATEN_CPU_CAPABILITY=default OPENBLAS_CORETYPE=Haswell OMP_NUM_THREADS=1 \
+PORTABLE_ENV := ATEN_CPU_CAPABILITY=default OPENBLAS_CORETYPE=Sandybridge OMP_NUM_THREADS=1 \
 	OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 CNNLAB_NUMERIC_CONFIG=portable
 
 portability: setup

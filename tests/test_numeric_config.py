@@ -2,7 +2,7 @@
 
 Skipped in the ordinary run. Under ``CNNLAB_NUMERIC_CONFIG=portable`` it checks, with the
 libraries' own introspection, that torch uses its non-SIMD kernels and one thread, and that
-NumPy's OpenBLAS switched to the Haswell kernel with one thread, so the notebooks that run
+NumPy's OpenBLAS switched to the Sandybridge kernel with one thread, so the notebooks that run
 beside it are compared under a setup that differs from the one that stored their outputs.
 """
 
@@ -23,7 +23,7 @@ def test_torch_uses_default_kernels_and_one_thread():
     assert torch.get_num_threads() == 1
 
 
-def test_openblas_kernel_is_haswell_with_one_thread():
+def test_openblas_kernel_is_sandybridge_with_one_thread():
     import numpy as np
     from threadpoolctl import threadpool_info
 
@@ -32,5 +32,5 @@ def test_openblas_kernel_is_haswell_with_one_thread():
     numpy_blas = [info for info in blas if "numpy" in info["filepath"]]
     assert numpy_blas, f"NumPy's OpenBLAS not found among {blas}"
     for info in numpy_blas:
-        assert info["architecture"].lower() == "haswell", info
+        assert info["architecture"].lower() == "sandybridge", info
         assert info["num_threads"] == 1, info
