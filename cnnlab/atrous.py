@@ -15,7 +15,9 @@ This module also holds the arithmetic that DeepLabv3 (Chen, Papandreou, Schroff 
   3x3 filter at a rate close to the feature-map size has most taps in the padding; at the
   extreme only the centre tap is valid and the filter is a 1x1 filter (the paper's Fig. 4);
 - :func:`gridding_footprint`: which input pixels reach one output unit of a stack of atrous
-  convolutions; equal rates leave holes (the *gridding* artefact), mixed rates fill them;
+  convolutions; equal rates leave holes (the *gridding* artefact), and so do many mixed ones;
+- :func:`hdc_condition` and :func:`hdc_max_distance`: Wang et al.'s hybrid-dilated-convolution
+  condition, a sufficient test that a stack of rates leaves no hole;
 - :func:`multi_grid_rates`: the rates of a block's convolutions under DeepLabv3's multi-grid;
 - :func:`aspp_branch_shapes`: the output shape of every branch of an ASPP head.
 
@@ -37,6 +39,8 @@ __all__ = [
     "valid_weight_counts",
     "valid_weight_fractions",
     "gridding_footprint",
+    "hdc_condition",
+    "hdc_max_distance",
     "multi_grid_rates",
     "aspp_branch_shapes",
 ]
@@ -177,9 +181,10 @@ def gridding_footprint(rates: Sequence[int], kernel_size: int = 3) -> np.ndarray
     influences the output, whatever the weights).
 
     With equal rates ``r`` the footprint only touches pixels whose offsets are multiples of
-    ``r``: a grid with holes. Rates with no common factor greater than 1, such as (1, 2, 5),
-    fill the whole square (Wang et al., "Understanding Convolution for Semantic
-    Segmentation", 2018, call this hybrid dilated convolution).
+    ``r``: a grid with holes. Mixing rates is not enough, nor is having no common factor:
+    rates (2, 3) reach 81 of the 121 pixels of their field, while (1, 2, 5) reach all 289.
+    :func:`hdc_condition` tells, from the rates alone, a stack that is sure to have no hole.
+    The footprint does not depend on the order of the layers.
 
     Parameters
     ----------
@@ -205,6 +210,8 @@ def gridding_footprint(rates: Sequence[int], kernel_size: int = 3) -> np.ndarray
            [1, 0, 1, 0, 1, 0, 1, 0, 1],
            [0, 0, 0, 0, 0, 0, 0, 0, 0],
            [1, 0, 1, 0, 1, 0, 1, 0, 1]])
+    >>> [int((gridding_footprint(r) > 0).sum()) for r in ([2, 3], [1, 2, 5])]
+    [81, 289]
     """
     rates = _rates("rates", rates)
     kernel_size = check_int("kernel_size", kernel_size, minimum=1)
@@ -213,6 +220,94 @@ def gridding_footprint(rates: Sequence[int], kernel_size: int = 3) -> np.ndarray
         # 1-D footprint after one more layer: full convolution with the dilated all-ones kernel.
         line = np.convolve(line, dilate_kernel(np.ones((1, kernel_size), np.int64), rate)[0])
     return np.outer(line, line)
+
+
+def hdc_max_distance(rates: Sequence[int]) -> int:
+    r"""Wang et al.'s ``M_2``: the largest distance between reached pixels above the first layer.
+
+    Wang et al. ("Understanding Convolution for Semantic Segmentation", WACV 2018) follow,
+    for a stack of 3x3 atrous convolutions with rates ``r_1 .. r_n`` (input to output), the
+    "maximum distance between two nonzero values" ``M_i`` of the footprint of layers
+    ``i .. n``, one layer at a time from the output:
+
+    .. math::
+
+        M_n = r_n, \qquad
+        M_i = \max\bigl(M_{i+1} - 2 r_i,\; M_{i+1} - 2 (M_{i+1} - r_i),\; r_i\bigr),
+
+    down to ``M_2``, what the layers above the first one leave for the first to fill
+    (:func:`hdc_condition`).
+
+    Parameters
+    ----------
+    rates : sequence of int
+        Rate of each layer, from the input to the output; at least two.
+
+    Returns
+    -------
+    int
+        ``M_2``.
+
+    Examples
+    --------
+    >>> hdc_max_distance([1, 2, 5]), hdc_max_distance([1, 2, 9]), hdc_max_distance([2, 3])
+    (2, 5, 3)
+    """
+    rates = _rates("rates", rates)
+    if len(rates) < 2:
+        raise ValueError(f"rates must hold at least two layers, got {rates!r}")
+    distance = rates[-1]  # M_n
+    for rate in reversed(rates[1:-1]):  # M_{n-1} down to M_2
+        distance = max(distance - 2 * rate, distance - 2 * (distance - rate), rate)
+    return distance
+
+
+def hdc_condition(rates: Sequence[int], kernel_size: int = 3) -> bool:
+    """Whether a stack of atrous rates meets the hybrid dilated convolution (HDC) condition.
+
+    Wang et al. ("Understanding Convolution for Semantic Segmentation", WACV 2018) ask for
+    ``M_2 <= K`` (:func:`hdc_max_distance`): a first layer of ``K`` taps at rate ``r_1 = 1``
+    then closes every gap the other layers leave. This function returns
+    ``r_1 == 1 and M_2 <= K``; a single layer passes when its rate is 1. The first rate is part
+    of the test: ``M_2 <= K`` alone is met by rates (2, 3) (``M_2 = 3``), which reach 81 of the
+    121 pixels of their field.
+
+    The condition is sufficient, not necessary. ``tests/test_atrous.py`` compares it with
+    :func:`gridding_footprint` on every stack of 1 to 4 layers with rates 1 to 8 (4680 stacks).
+    For ``K = 3``: every stack that meets it reaches its whole field; on rates in increasing
+    (non-decreasing) order it agrees with full coverage on every stack; it rejects 1068 stacks
+    that do reach their whole field, all out of order, such as (2, 1). Since the footprint does
+    not depend on the order of the layers, ``hdc_condition(sorted(rates))`` agrees with full
+    coverage on all 4680. For ``K = 5`` it is still never wrong when it says yes, but it also
+    rejects two increasing stacks with no hole, such as (1, 1, 8): the recursion counts the taps
+    at ``-r_i, 0, r_i`` of a 3-tap row.
+
+    Parameters
+    ----------
+    rates : sequence of int
+        Rate of each layer, from the input to the output.
+    kernel_size : int
+        Odd number of taps ``K`` per axis, at least 3.
+
+    Returns
+    -------
+    bool
+        True when the stack meets the condition, so its footprint has no hole.
+
+    Examples
+    --------
+    >>> hdc_condition([1, 2, 5]), hdc_condition([1, 2, 9]), hdc_condition([2, 3])
+    (True, False, False)
+    >>> [round(float((gridding_footprint(r) > 0).mean()), 3) for r in ([1, 2, 5], [1, 2, 9])]
+    [1.0, 0.706]
+    """
+    rates = _rates("rates", rates)
+    kernel_size = check_int("kernel_size", kernel_size, minimum=3)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+    if rates[0] != 1:
+        return False
+    return len(rates) == 1 or hdc_max_distance(rates) <= kernel_size
 
 
 def multi_grid_rates(unit_rates: Sequence[int] = (1, 2, 4), base_rate: int = 2) -> tuple[int, ...]:
@@ -239,6 +334,13 @@ def multi_grid_rates(unit_rates: Sequence[int] = (1, 2, 4), base_rate: int = 2) 
     (2, 4, 8)
     >>> multi_grid_rates((1, 2, 1), 4)
     (4, 8, 4)
+
+    DeepLabv3 motivates multi-grid by multi-grid methods, which work on a hierarchy of grids of
+    different sizes, not by gridding; the rates do not fill the holes: (2, 4, 8) reach 225 of
+    the 841 pixels of their field.
+
+    >>> int((gridding_footprint(multi_grid_rates((1, 2, 4), 2)) > 0).sum())
+    225
     """
     units = _rates("unit_rates", unit_rates)
     base = check_int("base_rate", base_rate, minimum=1)

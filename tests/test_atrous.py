@@ -1,6 +1,8 @@
 """Atrous helpers: zero-inserted kernels against torch's dilation, valid weights and footprints
-against brute force, multi-grid rates against the paper's examples."""
+against brute force, the HDC condition against footprints, multi-grid rates against the paper's
+examples."""
 
+import itertools
 import math
 
 import numpy as np
@@ -14,6 +16,8 @@ from cnnlab.atrous import (
     aspp_branch_shapes,
     dilate_kernel,
     gridding_footprint,
+    hdc_condition,
+    hdc_max_distance,
     multi_grid_rates,
     valid_taps_1d,
     valid_weight_counts,
@@ -146,6 +150,86 @@ def test_equal_rates_leave_holes_mixed_rates_do_not():
     # equal rates r only reach offsets that are multiples of r
     reached = np.argwhere(gridding_footprint([3, 3]) > 0)
     assert (reached % 3 == 0).all()
+
+
+def test_coprime_rates_can_leave_holes():
+    # (2, 3) have no common factor, yet reach 81 of 121 pixels (66.9%)
+    footprint = gridding_footprint([2, 3])
+    assert math.gcd(2, 3) == 1
+    assert (footprint > 0).sum() == 81 and footprint.size == 121
+    assert round(100 * (footprint > 0).mean(), 1) == 66.9
+
+
+def test_hdc_condition_on_the_papers_examples():
+    # Wang et al.: with K = 3, (1, 2, 5) works (M_2 = 2) and (1, 2, 9) does not (M_2 = 5)
+    assert hdc_condition([1, 2, 5]) and (gridding_footprint([1, 2, 5]) > 0).all()
+    assert not hdc_condition([1, 2, 9]) and (gridding_footprint([1, 2, 9]) == 0).any()
+    # M_2 = 3 <= 3 for (2, 3), but without a first layer at rate 1 nothing closes the gaps
+    assert not hdc_condition([2, 3])
+    assert hdc_condition([1]) and not hdc_condition([2])
+    assert (hdc_max_distance([1, 2, 5]), hdc_max_distance([1, 2, 9])) == (2, 5)
+    assert hdc_max_distance([2, 3]) == 3
+
+
+def _sweep(kernel_size, lengths=range(1, 5), largest_rate=8):
+    """(rates, condition, full coverage) for every stack of the given lengths and rates."""
+    return [
+        (
+            rates,
+            hdc_condition(rates, kernel_size),
+            bool((gridding_footprint(rates, kernel_size) > 0).all()),
+        )
+        for n in lengths
+        for rates in itertools.product(range(1, largest_rate + 1), repeat=n)
+    ]
+
+
+def test_hdc_condition_is_sufficient_and_exact_on_increasing_rates():
+    """Where the HDC condition and full coverage agree, over all 4680 stacks of 1 to 4 layers
+    with rates 1 to 8 and 3x3 kernels (the counts the docstring of `hdc_condition` quotes)."""
+    sweep = _sweep(3)
+    assert len(sweep) == 4680
+    # sufficient: every stack that meets the condition reaches its whole field
+    assert all(full for _, condition, full in sweep if condition)
+    assert sum(condition for _, condition, _ in sweep) == 142
+    assert sum(full for _, _, full in sweep) == 1210
+    # exact on rates in increasing (non-decreasing) order
+    increasing = [(r, c, f) for r, c, f in sweep if list(r) == sorted(r)]
+    assert len(increasing) == 494
+    assert all(condition == full for _, condition, full in increasing)
+    # not necessary: the stacks it misses are all out of order, such as (2, 1)
+    missed = [rates for rates, condition, full in sweep if full and not condition]
+    assert len(missed) == 1068 and (2, 1) in missed
+    assert all(list(rates) != sorted(rates) for rates in missed)
+    # the footprint does not depend on the order, so the sorted rates decide every stack
+    assert all(hdc_condition(sorted(rates)) == full for rates, _, full in sweep)
+
+
+def test_hdc_condition_with_5x5_kernels_is_sufficient_only():
+    sweep = _sweep(5)
+    assert all(full for _, condition, full in sweep if condition)
+    missed = [r for r, c, f in sweep if f and not c and list(r) == sorted(r)]
+    # the recursion is written for 3 taps per row; with 5 it misses two increasing stacks
+    assert missed == [(1, 1, 8), (1, 1, 8, 8)]
+
+
+def test_hdc_condition_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="kernel_size"):
+        hdc_condition([1, 2], kernel_size=4)
+    with pytest.raises(ValueError, match="kernel_size"):
+        hdc_condition([1, 2], kernel_size=1)
+    with pytest.raises(ValueError, match="rates"):
+        hdc_condition([])
+    with pytest.raises(ValueError, match="two layers"):
+        hdc_max_distance([1])
+
+
+def test_multi_grid_rates_do_not_fill_the_holes():
+    # DeepLabv3's multi-grid (1, 2, 4) at block rate 2: rates (2, 4, 8), 225 of 841 pixels
+    footprint = gridding_footprint(multi_grid_rates((1, 2, 4), 2))
+    assert (footprint > 0).sum() == 225 and footprint.size == 841
+    assert round(100 * (footprint > 0).mean(), 1) == 26.8
+    assert not hdc_condition(multi_grid_rates((1, 2, 4), 2))
 
 
 def test_multi_grid_rates_follow_the_paper():
