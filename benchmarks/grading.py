@@ -55,7 +55,8 @@ def main() -> None:
     cpu_overhead = cpu / args.copies - statistics.mean(student)
     print(f"worker CPU overhead/sub  {cpu_overhead:8.3f} s (CPU time of all workers, minus the")
     print("                                    student's time; unaffected by other load)")
-    print(f"isolation                {', '.join(results[0].isolation)}")
+    print(f"isolation                {', '.join(results[0].protections)}")
+    print(f"missing protections      {', '.join(results[0].missing_protections) or 'none'}")
 
 
 if __name__ == "__main__":

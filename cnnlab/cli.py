@@ -44,7 +44,19 @@ def _parser() -> argparse.ArgumentParser:
         default=61000,
         help="as root, workers run as the first free uids from UID_BASE on, reserved for the run (61000)",
     )
+    grade.add_argument(
+        "--disk-mb",
+        type=int,
+        default=256,
+        help="all a worker may write (scratch, /tmp, /dev/shm), MiB, as root (256)",
+    )
     grade.add_argument("--allow-network", action="store_true", help="do not cut the network")
+    grade.add_argument(
+        "--allow-weak-isolation",
+        action="store_true",
+        help="grade even where a protection the grading guide promises is missing "
+        "(isolation.json records what each worker had)",
+    )
     grade.add_argument(
         "--hidden-feedback",
         choices=["names", "none"],
@@ -69,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = release(args.exercise, args.out)
         print(f"wrote {folder / 'student.ipynb'} and its visible tests")
         return 0
-    from cnnlab.exercises.grading import Limits
+    from cnnlab.exercises.grading import IsolationError, Limits
     from cnnlab.exercises.reports import grade
 
     limits = Limits(
@@ -80,17 +92,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         fsize_mb=args.fsize_mb,
         uid_base=args.uid_base,
         network=args.allow_network,
+        disk_mb=args.disk_mb,
     )
-    results = grade(
-        args.exercise,
-        args.submissions,
-        args.out,
-        limits=limits,
-        jobs=args.jobs,
-        hidden_feedback=args.hidden_feedback,
-        progress=not args.no_progress,
-        gradescope_results=args.gradescope_results,
-    )
+    try:
+        results = grade(
+            args.exercise,
+            args.submissions,
+            args.out,
+            limits=limits,
+            jobs=args.jobs,
+            hidden_feedback=args.hidden_feedback,
+            progress=not args.no_progress,
+            gradescope_results=args.gradescope_results,
+            allow_weak_isolation=args.allow_weak_isolation,
+        )
+    except IsolationError as error:
+        print(f"cnnlab grade: {error}", file=sys.stderr)
+        return 3
     for result in results:
         print(f"{result.id}\t{result.status}\t{result.score:g}/{result.max_score:g}")
     print(f"reports in {args.out}: grades.csv, feedback/, results/")

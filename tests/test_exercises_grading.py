@@ -12,18 +12,23 @@ import csv
 import importlib.util
 import json
 import os
+import secrets
+import select
 import shutil
+import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from cnnlab.exercises import Limits, grade, load_exercise, release
+from cnnlab.exercises.removal import remove_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE = ROOT / "exercises" / "01_cross_correlation"
-LIMITS = Limits(timeout=15, memory_mb=512, nproc=32, fsize_mb=64)
+LIMITS = Limits(timeout=15, memory_mb=512, nproc=32, fsize_mb=64, disk_mb=64)
 
 _spec = importlib.util.spec_from_file_location("hostile_cases", ROOT / "tests/hostile/cases.py")
 cases = importlib.util.module_from_spec(_spec)
@@ -51,7 +56,124 @@ HOSTILE = [
     "h_late_answer",
     "h_forbidden_module",
     "h_setsid_escape",
+    "h_deep_tree",
+    "h_fill_disk",
+    "h_bypass_forbidden",
+    "h_read_host_files",
+    "h_unix_socket",
 ]
+
+
+class ProcessWatch:
+    """Watch the host's ``/proc`` for processes whose name (``comm``) is ``name``.
+
+    A sandboxed process cannot write anywhere the test can read, but the host sees every
+    process, whatever PID namespace it is in: ``seen`` holds the times one was running.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name, self.seen, self.stopped = name, [], threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def running(self) -> bool:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/comm") as handle:
+                        if handle.read().strip() == self.name:
+                            return True
+                except OSError:
+                    continue
+        return False
+
+    def _poll(self) -> None:
+        while not self.stopped.wait(0.05):
+            if self.running():
+                self.seen.append(time.time())
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+class SocketServers:
+    """Unix sockets of the host a submission might try: under /tmp, under /run, abstract."""
+
+    def __init__(self, tag: str) -> None:
+        self.paths, self.sockets, self.accepted = [], [], []
+        candidates = [
+            os.path.join(tempfile.gettempdir(), f"cnnlab-sock-{tag}"),
+            f"/run/cnnlab-{tag}.sock",
+            f"\0cnnlab-abstract-{tag}",
+        ]
+        for path in candidates:
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                server.bind(path)
+            except OSError:
+                server.close()
+                continue
+            if not path.startswith("\0"):
+                os.chmod(path, 0o777)
+            server.listen(8)
+            server.setblocking(False)
+            self.paths.append(path)
+            self.sockets.append(server)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set() and self.sockets:
+            ready, _, _ = select.select(self.sockets, [], [], 0.1)
+            for server in ready:
+                try:
+                    connection, _ = server.accept()
+                except OSError:
+                    continue
+                self.accepted.append(server.getsockname())
+                connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+        for server, path in zip(self.sockets, self.paths, strict=True):
+            server.close()
+            if not path.startswith("\0"):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+
+def plant_host_files(tag: str, beside_submissions: Path) -> tuple[list[str], list[str], list[Path]]:
+    """World-readable files a submission must not read: (files, folders, what to remove)."""
+    files, folders, created = [], [], []
+    for parent in (Path(tempfile.gettempdir()), Path("/srv"), Path("/home")):
+        folder = parent / f"cnnlab-secret-{tag}"
+        if not parent.is_dir():
+            continue
+        try:
+            (folder / "course2" / "01_other").mkdir(parents=True)
+        except OSError:
+            continue
+        created.append(folder)
+        (folder / "gradebook.db").write_text("SECRET gradebook")
+        (folder / "course2" / "01_other" / "source.ipynb").write_text("SECRET hidden tests")
+        for path in [folder, *folder.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        files += [str(folder / "gradebook.db"), str(folder / "course2/01_other/source.ipynb")]
+        folders.append(str(folder))
+    beside = beside_submissions / "gradebook.db"
+    beside.write_text("SECRET gradebook beside the submissions")
+    os.chmod(beside, 0o644)
+    files += [str(beside), str(beside_submissions / "submissions" / "solution_a.ipynb")]
+    files += [str(ROOT / ".git" / "HEAD"), str(ROOT / ".git" / "config")]
+    files += [str(EXERCISE / "source.ipynb"), str(ROOT / "README.md"), "/etc/shadow"]
+    folders += [str(beside_submissions), str(ROOT / ".git"), str(ROOT / "exercises")]
+    folders += ["/home", "/srv"]
+    return files, folders, created
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +182,32 @@ def graded(tmp_path_factory):
     subs, out = root / "submissions", root / "out"
     escape = Path(tempfile.mkdtemp(prefix="cnnlab-escape-"))
     os.chmod(escape, 0o777)
-    described = cases.write_cases(subs, EXERCISE, out, escape)
-    folder = release(EXERCISE, root / "release")
-    shutil.copy(folder / "student.ipynb", subs / "released.ipynb")
-    results = grade(EXERCISE, [subs], out, limits=LIMITS, jobs=2, progress=False)
-    finished = time.time()
+    tag = secrets.token_hex(4)
+    watch = ProcessWatch(f"esc{tag}")  # comm: 15 characters at most
+    servers = SocketServers(tag)
+    files, folders, planted = plant_host_files(tag, root)
+    try:
+        described = cases.write_cases(
+            subs,
+            EXERCISE,
+            out,
+            escape,
+            escape_name=watch.name,
+            host_paths=files,
+            host_folders=folders,
+            sockets=servers.paths,
+            repository=ROOT,
+        )
+        folder = release(EXERCISE, root / "release")
+        shutil.copy(folder / "student.ipynb", subs / "released.ipynb")
+        results = grade(EXERCISE, [subs], out, limits=LIMITS, jobs=2, progress=False)
+        finished = time.time()
+        time.sleep(0.3)
+    finally:
+        watch.stop()
+        servers.stop()
+        for path in planted:
+            remove_tree(path)
     # A second, clean batch: the same honest notebooks graded without the attackers around.
     clean = root / "clean"
     clean.mkdir()
@@ -79,6 +222,8 @@ def graded(tmp_path_factory):
         "clean": {r.id: r for r in clean_results},
         "escape": escape,
         "finished": finished,
+        "watch": watch,
+        "servers": servers,
     }
 
 
@@ -280,8 +425,74 @@ def test_forbidden_modules_cannot_be_imported(graded):
 
 
 def test_a_setsid_escapee_dies_with_its_worker(graded):
-    marker = graded["escape"] / "alive"
-    assert marker.exists()  # it ran
-    time.sleep(0.5)
-    assert marker.stat().st_mtime < graded["finished"]  # and stopped before grading ended
+    # The escapee cannot reach any folder of the host (its heartbeat file stays unwritten),
+    # so the host watches it by name in /proc instead.
+    watch = graded["watch"]
+    assert watch.seen, "the escapee never ran"
+    assert max(watch.seen) < graded["finished"]  # it stopped before grading ended
+    assert not watch.running()
+    assert not (graded["escape"] / "alive").exists()  # and never reached the host's /tmp
     shutil.rmtree(graded["escape"], ignore_errors=True)
+
+
+def _report(result, prefix: str) -> dict:
+    """The JSON a hostile cell raised as ``PREFIX {...}`` (its attack's findings)."""
+    for error in result.cell_errors:
+        for line in error.splitlines():
+            if f"{prefix} " in line:
+                return json.loads(line.split(f"{prefix} ", 1)[1])
+    raise AssertionError(f"no {prefix} in {result.cell_errors}")
+
+
+def _has(result, protection: str) -> bool:
+    return protection in result.protections
+
+
+def test_host_files_are_unreadable(graded):
+    # World-readable files in /tmp, /srv, /home and beside the submissions, another course's
+    # notebook, the repository's .git (git show of the solution): none is there.
+    result = graded["by_id"]["h_read_host_files"]
+    if not _has(result, "minimal_root"):
+        pytest.skip("no minimal root here (see isolation.json)")
+    assert _report(result, "READ-REPORT") == {}
+    assert result.score == graded["by_id"]["honest_wrong"].score
+
+
+def test_host_unix_sockets_are_unreachable(graded):
+    result = graded["by_id"]["h_unix_socket"]
+    if not (_has(result, "minimal_root") and _has(result, "network_namespace")):
+        pytest.skip("no minimal root or network namespace here")
+    assert graded["servers"].paths, "no socket could be made to attack"
+    assert _report(result, "SOCKET-REPORT") == {}
+    assert graded["servers"].accepted == []
+
+
+def test_forbidden_modules_cannot_be_bypassed(graded):
+    # Removing the import hook, exec-ing cnnlab's source, loading it by file location,
+    # reading its compiled files: the forbidden modules are not on the worker's disk.
+    result = graded["by_id"]["h_bypass_forbidden"]
+    if not _has(result, "forbidden_modules_absent"):
+        pytest.skip("forbidden modules are not covered here (see isolation.json)")
+    assert _report(result, "BYPASS-REPORT") == {}
+    assert result.score <= graded["by_id"]["honest_wrong"].score
+
+
+def test_a_3000_deep_tree_loses_no_grade(graded):
+    # Clean-up never recurses nor follows links: the run completes and grades.csv has everyone.
+    result = graded["by_id"]["h_deep_tree"]
+    assert 3000 in _report(result, "TREE-REPORT").values()  # the tree was made
+    assert result.score == graded["by_id"]["honest_wrong"].score
+    with open(graded["out"] / "grades.csv") as handle:
+        assert [r["id"] for r in csv.DictReader(handle)] == graded["ids"]
+    if _has(result, "slot_uid"):
+        assert "scratch_discarded" in result.protections
+
+
+def test_disk_use_is_bounded(graded):
+    result = graded["by_id"]["h_fill_disk"]
+    if not _has(result, "disk_limit"):
+        pytest.skip("no size-limited tmpfs here (grading as a normal user)")
+    report = _report(result, "FILL-REPORT")
+    assert sum(report["written_mb"].values()) <= LIMITS.disk_mb
+    assert set(report["errors"]) == {".", "/tmp", "/var/tmp", "/dev/shm", "/run"}
+    assert set(report["errors"].values()) == {28}  # ENOSPC: the bound, not a file-size limit

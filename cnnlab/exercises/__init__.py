@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["check", "release", "grade", "grade_submissions", "load_exercise", "Test", "Limits"]
+__all__ = [
+    "check",
+    "release",
+    "grade",
+    "grade_submissions",
+    "load_exercise",
+    "Test",
+    "Limits",
+    "IsolationError",
+]
 
 _WHERE = {
     "check": "cnnlab.exercises.selfcheck",
@@ -17,6 +26,7 @@ _WHERE = {
     "grade": "cnnlab.exercises.reports",
     "grade_submissions": "cnnlab.exercises.grading",
     "Limits": "cnnlab.exercises.grading",
+    "IsolationError": "cnnlab.exercises.protections",
     "load_exercise": "cnnlab.exercises.spec",
     "Test": "cnnlab.exercises.spec",
 }

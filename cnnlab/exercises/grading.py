@@ -5,7 +5,14 @@ for each submission starts a fresh worker (:mod:`cnnlab.exercises.worker`) that 
 student's code, isolated (:mod:`cnnlab.exercises.sandbox`). The two exchange only JSON lines and
 ``.npy`` files. The worker gets the inputs; it never gets the expected answers, the tests file
 or other submissions. Submissions are graded in parallel, and a submission that hangs, blows
-up its memory, forks without end or kills itself only loses its own points.
+up its memory, forks without end, kills itself or leaves an unremovable tree only loses its own
+points.
+
+Each worker run borrows a workspace (:mod:`cnnlab.exercises.workspace`: its folders, a
+size-limited scratch tmpfs and cgroups as root), given back whatever happened. A run fails
+closed: before the first worker, and in every worker before student code runs, the
+protections that the grading mode promises are checked, and a missing one stops the run with
+:class:`IsolationError` unless ``allow_weak_isolation`` is set.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ import json
 import os
 import queue
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,12 +35,23 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
-from cnnlab.exercises import plaindata
+from cnnlab.exercises import plaindata, protections
 from cnnlab.exercises.compare import compare, read_answer
 from cnnlab.exercises.notebook import read_submission
+from cnnlab.exercises.removal import remove_tree
 from cnnlab.exercises.spec import Exercise, Test, draw_inputs, load_exercise
+from cnnlab.exercises.workspace import Workspace, open_workspace, preflight
 
-__all__ = ["Limits", "TestResult", "SubmissionResult", "grade_submissions", "find_submissions"]
+__all__ = [
+    "Limits",
+    "TestResult",
+    "SubmissionResult",
+    "IsolationError",
+    "grade_submissions",
+    "find_submissions",
+]
+
+IsolationError = protections.IsolationError
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024
 _CNNLAB_ROOT = str(Path(__file__).resolve().parents[2])
@@ -61,6 +78,9 @@ class Limits:
         ``uid_base`` on, reserved for the run (see :func:`_claim_uids`).
     network : bool
         Leave the network reachable (default: a fresh network namespace, none).
+    disk_mb : int
+        Everything the worker may write, together (its scratch folder, ``/tmp``, ``/var/tmp``,
+        ``/dev/shm``, ``/run``): one tmpfs of this size when grading as root.
     """
 
     timeout: float = 120.0
@@ -70,6 +90,7 @@ class Limits:
     fsize_mb: int = 64
     uid_base: int = 61000
     network: bool = False
+    disk_mb: int = 256
 
 
 @dataclass
@@ -95,6 +116,8 @@ class SubmissionResult:
     notes: list[str] = field(default_factory=list)
     cell_errors: list[str] = field(default_factory=list)
     isolation: list[str] = field(default_factory=list)
+    protections: dict[str, str] = field(default_factory=dict)
+    missing_protections: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
     student_seconds: float = 0.0
 
@@ -254,6 +277,21 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.02)
 
 
+def _record(raw: dict) -> dict[str, str]:
+    """A worker's protection record, as plain short strings (it comes from the supervisor)."""
+    record = {}
+    for key, value in list(raw.items())[:60]:
+        if isinstance(key, str) and len(key) <= 40:
+            record[key] = str(value)[:200]
+    return record
+
+
+def _table_order(name: str) -> tuple[int, str]:
+    names = protections.NAMES
+    base = name.removesuffix("_error")
+    return (names.index(base) if base in names else len(names), name)
+
+
 class _Grader:
     def __init__(self, exercise: Exercise, limits: Limits, hide: list[str], workdir: Path) -> None:
         self.exercise = exercise
@@ -280,6 +318,10 @@ class _Grader:
         self.is_root = os.geteuid() == 0
         self.slots: queue.Queue[int] = queue.Queue()
         self.slot_uids: list[int] = []  # when root: the uid reserved for each slot
+        self.mode = protections.mode()
+        self.promised = protections.promised(self.mode, limits.network)
+        self.required: tuple[str, ...] = ()  # what a worker must have to run student code
+        self.refusals: dict[str, str] = {}  # set on the first refusal: stop starting workers
 
     # One worker run over the calls ``pending`` (indices into self.prepared).
     def _run_worker(
@@ -293,13 +335,26 @@ class _Grader:
         state: dict,
     ) -> list[int]:
         uid = self.slot_uids[slot] if self.is_root else None
-        run_dir = Path(tempfile.mkdtemp(prefix=f"run{slot}-", dir=self.workdir))
-        os.chmod(run_dir, 0o711)  # the worker's uid may pass through, not list
-        scratch = run_dir / "scratch"
-        scratch.mkdir(mode=0o700)
-        if uid is not None:
-            os.chown(scratch, uid, uid)
-        job = {
+        space = open_workspace(self.workdir, slot, uid, self.limits.disk_mb, self.limits.nproc)
+        try:
+            return self._run_in(space, code, pending, run_cells, deadline, state)
+        finally:
+            scrub = not state.pop("keys_cleared_now", False)  # the worker did it on its way out
+            state.setdefault("released", []).append(space.release(scrub_keys=scrub))
+
+    def _job(self, space: Workspace, code, pending: list[int], run_cells: bool) -> dict:
+        """The job file of one worker run: cells, calls (inputs by file name), sandbox."""
+        sandbox = {
+            "uid": space.uid,
+            "hide": [*self.hide, str(self.inputs)],
+            "memory_bytes": self.limits.memory_mb << 20,
+            "nproc": self.limits.nproc,
+            "fsize_bytes": self.limits.fsize_mb << 20,
+            "network": self.limits.network,
+            "forbidden_modules": list(self.exercise.forbidden_modules),
+            **space.sandbox_config(private_size=self.limits.disk_mb << 20),
+        }
+        return {
             "exercise": self.exercise.name,
             "preload": list(self.exercise.preload),
             "forbidden": list(self.exercise.forbidden),
@@ -308,23 +363,20 @@ class _Grader:
             "run_cells": run_cells,
             "calls": [self.calls[i] for i in pending],
             "call_ids": pending,
-            "scratch": str(scratch),
-            "sandbox": {
-                "uid": uid,
-                "hide": [*self.hide, str(self.inputs)],
-                "memory_bytes": self.limits.memory_mb << 20,
-                "nproc": self.limits.nproc,
-                "fsize_bytes": self.limits.fsize_mb << 20,
-                "network": self.limits.network,
-                "staging": str(run_dir / "job"),
-            },
+            "required": list(self.required),
+            "sandbox": sandbox,
         }
-        jobdir = self.inputs  # inputs live beside job.json; one job file per run
-        job_file = run_dir / "job"
-        job_file.mkdir(mode=0o700)
-        for name in os.listdir(jobdir):
-            os.link(jobdir / name, job_file / name)
-        (job_file / "job.json").write_text(json.dumps(job))
+
+    def _run_in(
+        self, space: Workspace, code, pending: list[int], run_cells: bool, deadline: float, state
+    ) -> list[int]:
+        """Run one worker in ``space`` over the calls ``pending``; return those left to run."""
+        job_file = space.job_dir
+        for name in os.listdir(self.inputs):  # inputs live beside job.json
+            os.link(self.inputs / name, job_file / name)
+        (job_file / "job.json").write_text(json.dumps(self._job(space, code, pending, run_cells)))
+        scratch = space.scratch.home
+        run_dir = space.folder
         read_fd, write_fd = os.pipe()
         env = {
             "PATH": "/usr/bin:/bin",
@@ -401,8 +453,12 @@ class _Grader:
                         kind = event["e"]
                     except (ValueError, TypeError, KeyError):
                         continue
-                    if kind == "ready" and isinstance(event.get("isolation"), list):
-                        state["isolation"] = [str(x) for x in event["isolation"]][:20]
+                    if kind in ("ready", "refused") and isinstance(event.get("isolation"), dict):
+                        state["had"] = _record(event["isolation"])
+                        if kind == "refused":
+                            state["refused"] = [
+                                str(x) for x in event.get("missing", []) if x in protections.NAMES
+                            ] or ["(unknown)"]
                     elif kind == "cell" and first_run and len(state["cell_errors"]) < 50:
                         cell = event.get("cell")
                         state["cell_errors"].append(
@@ -412,6 +468,7 @@ class _Grader:
                             state["memory"] = True
                     elif kind == "done":
                         done = True
+                        state["keys_cleared_now"] = event.get("keys_cleared") is True
                     elif kind == "cells_done":
                         state["student_seconds"] += float(event.get("seconds", 0.0))
                     elif kind == "note" and first_run and len(state["notes"]) < 40:
@@ -437,16 +494,14 @@ class _Grader:
                 except subprocess.TimeoutExpired:
                     pass
             _stop(process)
-            if uid is not None:
-                _kill_uid(uid)
+            space.kill()
+            if space.uid is not None:
+                _kill_uid(space.uid)
         returncode = process.returncode
-        try:
-            self._collect(state, pending, ended, scratch, killed_for, current, done, returncode)
-            if state.get("crashed_now"):
-                tail = stderr_path.read_bytes()[-600:].decode(errors="replace").strip()
-                state["crashed"] = state.pop("crashed_now") + (f": {tail}" if tail else "")
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        self._collect(state, pending, ended, scratch, killed_for, current, done, returncode)
+        if state.get("crashed_now"):
+            tail = stderr_path.read_bytes()[-600:].decode(errors="replace").strip()
+            state["crashed"] = state.pop("crashed_now") + (f": {tail}" if tail else "")
         return [i for i in pending if i not in state["outcome"]] if killed_for == "call" else []
 
     def _collect(self, state, pending, ended, scratch, killed_for, current, done, returncode):
@@ -492,6 +547,19 @@ class _Grader:
                 state["memory"] = True
             state["crashed_now"] = f"the worker ended early ({how})"
 
+    def _record_isolation(self, result: SubmissionResult, state: dict) -> None:
+        """What the worker had (its own record, the grader's limits, the clean-up after it)."""
+        if not state.get("runs"):
+            return  # no worker ran (an invalid notebook, or the run stopped before it)
+        had = dict(state["had"])
+        had["wall_clock"] = f"{self.limits.timeout:g} s per submission"
+        released = state.get("released", [])
+        if released and all("scratch_discarded" in r for r in released):
+            had["scratch_discarded"] = released[-1]["scratch_discarded"]
+        result.protections = {k: had[k] for k in sorted(had, key=_table_order)}
+        result.isolation = [f"{k}:{v}" if v else k for k, v in result.protections.items()]
+        result.missing_protections = [n for n in self.promised if n not in had]
+
     def grade_one(self, ident: str, path: Path) -> SubmissionResult:
         started = time.monotonic()
         code = read_submission(path, self.source)
@@ -503,13 +571,14 @@ class _Grader:
             "outcome": {},
             "notes": result.notes,
             "cell_errors": result.cell_errors,
-            "isolation": [],
+            "had": {},
+            "refused": None,
             "memory": False,
             "timeout": False,
             "crashed": None,
             "student_seconds": 0.0,
         }
-        if code.invalid is None:
+        if code.invalid is None and not self.refusals:
             slot = self.slots.get()
             try:
                 deadline = started + self.limits.timeout
@@ -518,11 +587,19 @@ class _Grader:
                 pending = sorted(
                     range(len(self.prepared)), key=lambda i: self.prepared[i].test.hidden
                 )
-                while pending and time.monotonic() < deadline:
+                while pending and time.monotonic() < deadline and not state["refused"]:
                     pending = self._run_worker(ident, code, pending, True, deadline, slot, state)
             finally:
                 self.slots.put(slot)
-        result.isolation = state["isolation"]
+        self._record_isolation(result, state)
+        if state["refused"]:
+            why = {n: state["had"].get(f"{n}_error", "") for n in state["refused"]}
+            self.refusals.update(why)
+            result.notes.append(
+                "not graded: the worker lacked protections this grading mode promises: "
+                + ", ".join(state["refused"])
+            )
+            state["crashed"], state["timeout"] = None, False  # status: error, tests not run
         for index, item in enumerate(self.prepared):
             test = item.test
             outcome, detail = state["outcome"].get(index, (None, ""))
@@ -605,6 +682,7 @@ def grade_submissions(
     jobs: int | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    allow_weak_isolation: bool = False,
 ) -> list[SubmissionResult]:
     """Grade notebooks in isolated workers, in parallel; results sorted by submission id.
 
@@ -622,6 +700,17 @@ def grade_submissions(
         The report folder, hidden from the workers too.
     progress : bool
         Show a tqdm progress bar on stderr.
+    allow_weak_isolation : bool
+        Grade even where a protection that this mode promises (see
+        :mod:`cnnlab.exercises.protections`) is missing; each result records what its worker
+        had. Default: refuse.
+
+    Raises
+    ------
+    IsolationError
+        Without ``allow_weak_isolation``, when the grading process cannot provide a promised
+        protection (before any worker starts), or a worker reports one missing (before its
+        student code runs; no further worker starts).
     """
     if not isinstance(exercise, Exercise):
         exercise = load_exercise(exercise)
@@ -640,41 +729,62 @@ def grade_submissions(
         )
         uids = stack.enter_context(_claim_uids(jobs, limits.uid_base)) if grader.is_root else []
         grader.slot_uids = uids
-        for slot in range(jobs):
-            grader.slots.put(slot)
-        results: list[SubmissionResult] = []
-        from tqdm.auto import tqdm
-
-        with (
-            ThreadPoolExecutor(max_workers=jobs) as pool,
-            tqdm(
-                total=len(found),
-                desc=f"grading {exercise.name}",
-                unit="nb",
-                disable=not progress,
-                file=sys.stderr,
-            ) as bar,
-        ):
-            futures = {
-                pool.submit(grader.grade_one, ident, path): (ident, path) for ident, path in found
-            }
-            for future in as_completed(futures):
-                ident, path = futures[future]
-                try:
-                    results.append(future.result())
-                except Exception as error:  # noqa: BLE001 (a grader bug must not stop the class)
-                    results.append(
-                        SubmissionResult(
-                            ident,
-                            str(path),
-                            "error",
-                            0.0,
-                            exercise.max_score,
-                            notes=[f"grader error: {type(error).__name__}: {error}"],
-                        )
-                    )
-                bar.update(1)
+        if not allow_weak_isolation:
+            lacking = preflight(workdir, uids[0] if uids else None, limits.disk_mb, limits.nproc)
+            lacking = {k: v for k, v in lacking.items() if k in grader.promised}
+            if lacking:
+                raise IsolationError(grader.mode, lacking)
+            grader.required = tuple(
+                n for n in grader.promised if n not in ("wall_clock", *protections.AFTER)
+            )
+        results = _grade_all(grader, found, jobs, progress)
     finally:
         stack.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_tree(workdir)
+    if grader.refusals and not allow_weak_isolation:
+        raise IsolationError(grader.mode, grader.refusals)
     return sorted(results, key=lambda r: r.id)
+
+
+def _grade_all(
+    grader: _Grader, found: list[tuple[str, Path]], jobs: int, progress: bool
+) -> list[SubmissionResult]:
+    """Grade every submission on ``jobs`` threads; a grader error costs one submission only."""
+    for slot in range(jobs):
+        grader.slots.put(slot)
+    results: list[SubmissionResult] = []
+    from tqdm.auto import tqdm
+
+    max_score = grader.exercise.max_score
+    with (
+        ThreadPoolExecutor(max_workers=jobs) as pool,
+        tqdm(
+            total=len(found),
+            desc=f"grading {grader.exercise.name}",
+            unit="nb",
+            disable=not progress,
+            file=sys.stderr,
+        ) as bar,
+    ):
+        futures = {
+            pool.submit(grader.grade_one, ident, path): (ident, path) for ident, path in found
+        }
+        for future in as_completed(futures):
+            ident, path = futures[future]
+            try:
+                results.append(future.result())
+            except BaseException as error:  # noqa: BLE001 (a grader bug must not stop the class)
+                if isinstance(error, KeyboardInterrupt):
+                    raise
+                results.append(
+                    SubmissionResult(
+                        ident,
+                        str(path),
+                        "error",
+                        0.0,
+                        max_score,
+                        notes=[f"grader error: {type(error).__name__}: {error}"],
+                    )
+                )
+            bar.update(1)
+    return results

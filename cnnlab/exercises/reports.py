@@ -17,10 +17,11 @@ import json
 import os
 from pathlib import Path
 
+from cnnlab.exercises import protections
 from cnnlab.exercises.grading import Limits, SubmissionResult, grade_submissions
 from cnnlab.exercises.spec import Exercise, load_exercise
 
-__all__ = ["grade", "write_reports", "feedback_markdown", "gradescope_json"]
+__all__ = ["grade", "write_reports", "feedback_markdown", "gradescope_json", "isolation_report"]
 
 HIDDEN_FEEDBACK = ("names", "none")
 
@@ -97,8 +98,13 @@ def write_reports(
     exercise: Exercise,
     out_dir: str | Path,
     hidden_feedback: str = "names",
+    network: bool = False,
 ) -> Path:
-    """Write ``grades.csv``, ``feedback/*.md``, ``results/*/results.json``, ``isolation.json``."""
+    """Write ``grades.csv``, ``feedback/*.md``, ``results/*/results.json``, ``isolation.json``.
+
+    ``network`` says the run left the network reachable (``--allow-network``), so
+    ``isolation.json`` does not count the network namespace as promised.
+    """
     if hidden_feedback not in HIDDEN_FEEDBACK:
         raise ValueError(
             f"hidden_feedback must be one of {HIDDEN_FEEDBACK}, got {hidden_feedback!r}"
@@ -130,9 +136,29 @@ def write_reports(
         folder.mkdir(exist_ok=True)
         text = json.dumps(gradescope_json(result, hidden_feedback), indent=1) + "\n"
         (folder / "results.json").write_text(text)
-    isolation = {r.id: r.isolation for r in results}
-    (out / "isolation.json").write_text(json.dumps(isolation, indent=1) + "\n")
+    report = isolation_report(results, network)
+    (out / "isolation.json").write_text(json.dumps(report, indent=1) + "\n")
     return out
+
+
+def isolation_report(results: list[SubmissionResult], network: bool = False) -> dict:
+    """``isolation.json``: the table of protections, and what each submission's worker had.
+
+    ``mode`` is ``root`` or ``user``; ``promised`` the protections that mode promises;
+    ``protections`` every protection of the table with its mechanism; ``submissions`` maps
+    each id to ``had`` (protection -> detail, ``*_error`` entries saying why one failed) and
+    ``missing`` (promised, not had). A submission whose worker never ran (an unreadable
+    notebook) has an empty ``had`` and no ``missing``.
+    """
+    run_mode = protections.mode()
+    return {
+        "mode": run_mode,
+        "promised": list(protections.promised(run_mode, network=network)),
+        "protections": {p.name: p.mechanism for p in protections.PROTECTIONS},
+        "submissions": {
+            r.id: {"had": r.protections, "missing": r.missing_protections} for r in results
+        },
+    }
 
 
 def grade(
@@ -145,19 +171,29 @@ def grade(
     hidden_feedback: str = "names",
     progress: bool = True,
     gradescope_results: str | Path | None = None,
+    allow_weak_isolation: bool = False,
 ) -> list[SubmissionResult]:
     """Grade ``submissions`` of the exercise ``exercise_dir``; write the reports to ``out_dir``.
 
     ``gradescope_results``, when given, also receives the ``results.json`` of the single
     submission (the ``run_autograder`` use: ``/autograder/results/results.json``).
+    Without ``allow_weak_isolation``, a run that cannot give every worker the protections its
+    mode promises raises :class:`cnnlab.exercises.grading.IsolationError` and writes nothing.
     """
     exercise = load_exercise(exercise_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = grade_submissions(
-        exercise, submissions, limits=limits, jobs=jobs, out_dir=out, progress=progress
+        exercise,
+        submissions,
+        limits=limits,
+        jobs=jobs,
+        out_dir=out,
+        progress=progress,
+        allow_weak_isolation=allow_weak_isolation,
     )
-    write_reports(results, exercise, out, hidden_feedback)
+    network = limits.network if limits is not None else False
+    write_reports(results, exercise, out, hidden_feedback, network)
     if gradescope_results is not None:
         if len(results) != 1:
             raise ValueError(f"gradescope_results needs exactly one submission, got {len(results)}")

@@ -1,20 +1,32 @@
-"""Isolation of the grading worker, applied inside the worker before any student code runs.
+"""Isolation of the grading worker, applied by its supervisor before any student code runs.
 
-Each step is tried and recorded; a step the operating system refuses is skipped and named in the
-returned list, so the grader can say which protections a run had:
+Each step is tried and recorded under its name in :mod:`cnnlab.exercises.protections`; a step
+the operating system refuses is left out of the returned record (an ``*_error`` entry may say
+why), and the supervisor refuses to run student code when a protection the run requires is
+missing. In order:
 
-- ``no_new_privs``: ``prctl(PR_SET_NO_NEW_PRIVS)``, so no setuid program regains privileges.
-- ``user_namespace``: when not root, an unprivileged user namespace, so the steps below work.
-- ``mount_namespace``: a private mount namespace in which the exercise folder (hidden tests,
-  solution notebook), the submissions and the report folder are covered by empty read-only tmpfs.
-- ``network_namespace``: a new network namespace with no interfaces up: no network.
-- ``pid_namespace``: a new PID namespace; the student's code runs as its init, so when it ends
-  (or is killed) every process it started dies with it, and ``/proc`` shows only those.
-- ``rlimits``: RLIMIT_AS (memory, counted above what the worker already mapped), RLIMIT_NPROC
-  (processes), RLIMIT_FSIZE (file size), RLIMIT_CORE = 0, RLIMIT_NOFILE.
-- ``uid``: when root, a dedicated unprivileged uid per worker slot (RLIMIT_NPROC is not enforced
-  for root, and root could read everything), which also drops every capability.
-- ``capabilities_dropped``: in a user namespace, the namespace's capabilities are dropped.
+1. join the worker's cgroups (``cpu_fair_share``, ``pids_cgroup``), made by the grading process;
+2. ``no_new_privs``; when not root, an unprivileged ``user_namespace`` so the rest works;
+3. new mount, IPC and UTS namespaces (``mount_namespace``, ``ipc_namespace``, ``uts_namespace``):
+   System V and POSIX message queues, shared memory and semaphores of one worker are invisible
+   to every other, and die with it;
+4. the allow-listed root (:mod:`cnnlab.exercises.rootfs`): Python, its packages, ``cnnlab``
+   without the forbidden modules (``forbidden_modules_absent``), system libraries, four devices,
+   and private ``/scratch``, ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run`` (``private_tmp``,
+   ``disk_limit`` when they share the grading process's size-limited tmpfs);
+5. a ``network_namespace`` (no interface, no abstract Unix socket of the host) unless the
+   network is allowed;
+6. a ``pid_namespace``: the supervisor forks and goes on as the namespace's init, mounts its
+   ``/proc`` and pivots into the new root (``minimal_root``);
+7. rlimits (``file_size_limit``, ``process_limit``; the memory limit is set later by the
+   student process, above what it has mapped);
+8. as root, the slot uid (``slot_uid``), which drops every capability (``no_capabilities``);
+9. the uid's keyrings cleared and a new session keyring joined (``uid_keys_cleared``,
+   ``session_keyring``).
+
+Without a minimal root (``--allow-weak-isolation`` on a machine that refuses it) the older
+fallback applies: listed folders are covered with empty tmpfs and a Python under a closed
+folder (pyenv under ``/root``) is exposed alone.
 """
 
 from __future__ import annotations
@@ -25,19 +37,21 @@ import resource
 import signal
 import sys
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
+from cnnlab.exercises import keyrings, linux, rootfs
+from cnnlab.exercises.rlimits import limit_address_space, set_limit, set_parent_death_signal
+
+CLONE_NEWNS = linux.CLONE_NEWNS
+CLONE_NEWUSER = linux.CLONE_NEWUSER
+MS_RDONLY = linux.MS_RDONLY
+MS_NOSUID = linux.MS_NOSUID
+MS_NODEV = linux.MS_NODEV
+MS_NOEXEC = linux.MS_NOEXEC
+MS_BIND = linux.MS_BIND
+MS_REC = linux.MS_REC
+MS_PRIVATE = linux.MS_PRIVATE
 PR_SET_NO_NEW_PRIVS = 38
-PR_SET_PDEATHSIG = 1
+__all__ = ["enter", "limit_address_space", "set_parent_death_signal"]
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -167,130 +181,205 @@ def _drop_capabilities() -> bool:
     return _call("capset", ctypes.byref(header), ctypes.byref(data))
 
 
-def _address_space() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _set_limit(which: int, value: int) -> bool:
+def _capabilities_gone() -> bool:
+    """True when this process has no effective and no permitted capability left."""
     try:
-        resource.setrlimit(which, (value, value))
-        return True
-    except (ValueError, OSError):
+        with open("/proc/self/status") as handle:
+            fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        return all(int(fields[key].strip(), 16) == 0 for key in ("CapEff", "CapPrm"))
+    except (OSError, KeyError, ValueError):
         return False
 
 
-def set_parent_death_signal() -> bool:
-    """Ask for SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); die now if it already has."""
-    parent = os.getppid()
-    ok = _call("prctl", PR_SET_PDEATHSIG, 9, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before the request took hold
-        os._exit(137)
-    return ok
+def _namespace(flag: int, name: str, had: dict[str, str]) -> bool:
+    try:
+        linux.unshare(flag)
+    except OSError:
+        return False
+    had[name] = ""
+    return True
 
 
-def limit_address_space(memory_bytes: int) -> bool:
-    """Set RLIMIT_AS to what this process has mapped now plus ``memory_bytes``."""
-    return _set_limit(resource.RLIMIT_AS, _address_space() + int(memory_bytes))
+def _pid_namespace(had: dict[str, str]) -> None:
+    """Enter a new PID namespace: fork; the parent waits and exits as the child did."""
+    if not _namespace(linux.CLONE_NEWPID, "pid_namespace", had):
+        return
+    child = os.fork()
+    if child:
+        # The middle process: wait for the namespace's init, exit as it did. SIGTERM from
+        # the grading process kills the init, and with it the whole namespace (a process
+        # that left the process group with setsid() included).
+        os.closerange(3, 1 << 16)
+
+        def on_term(signum, frame, child=child):
+            try:
+                os.kill(child, 9)
+            except ProcessLookupError:
+                pass
+
+        signal.signal(signal.SIGTERM, on_term)
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except ChildProcessError:  # pragma: no cover
+                os._exit(70)
+            except InterruptedError:  # pragma: no cover
+                continue
+        if os.WIFSIGNALED(status):
+            os._exit(128 + os.WTERMSIG(status))
+        os._exit(os.WEXITSTATUS(status))
+    set_parent_death_signal()  # the middle process killed (SIGKILL): the namespace goes
 
 
-def enter(config: dict, keep: list[str]) -> list[str]:
+def _build_root(config: dict, had: dict[str, str]) -> rootfs.RootPlan | None:
+    """Build the allow-listed root (not entered yet); None where the kernel refuses."""
+    uid = config.get("uid")
+    plan = rootfs.plan_root(
+        PACKAGE_DIR, list(config.get("forbidden_modules", [])), os.getuid() if uid is None else uid
+    )
+    plan.writable = {rootfs.SCRATCH: config["scratch"], **config.get("private", {})}
+    plan.private_size = int(config.get("private_size", 64 << 20))
+    try:
+        rootfs.build(config["root"], plan)
+    except OSError as error:
+        had["minimal_root_error"] = str(error)[:200]
+        return None
+    had["private_tmp"] = "shared size limit" if config.get("private") else "tmpfs each"
+    if config.get("disk_limited") and set(rootfs.PRIVATE) <= set(config.get("private", {})):
+        had["disk_limit"] = f"{int(config['disk_bytes']) >> 20} MiB tmpfs"
+    return plan
+
+
+def _forbidden_absent(plan: rootfs.RootPlan) -> str | None:
+    """Check, from inside the new root, that every forbidden module's path shows empty."""
+    try:
+        if any(os.listdir(path) for path in plan.cover_dirs):
+            return None
+        if any(os.stat(path).st_size for path in plan.cover_files):
+            return None
+    except OSError:
+        return None
+    return f"{len(plan.cover_dirs)} folders, {len(plan.cover_files)} files covered"
+
+
+def _drop_to_uid(uid: int, had: dict[str, str]) -> None:
+    try:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        had["slot_uid"] = str(uid)
+    except OSError as error:  # pragma: no cover
+        had["slot_uid_error"] = str(error)[:200]
+
+
+def _keyrings(had: dict[str, str]) -> None:
+    try:
+        had["session_keyring"] = str(keyrings.join_new_session_keyring())
+    except OSError as error:
+        had["session_keyring_error"] = str(error)[:200]
+        return
+    try:
+        had["uid_keys_cleared"] = ",".join(keyrings.clear_uid_keyrings())
+    except OSError as error:
+        had["uid_keys_cleared_error"] = str(error)[:200]
+
+
+def enter(config: dict) -> dict[str, str]:
     """Isolate this process as ``config`` asks; return the protections in force.
 
     May fork (for the PID namespace): the original process then waits for the child, exits with
-    its status and never returns; the child returns and goes on as the worker.
+    its status and never returns; the child returns and goes on as the worker, inside the new
+    root, as the slot uid.
 
     Parameters
     ----------
     config : dict
-        ``uid`` (run as this uid when root), ``hide`` (paths to cover), ``memory_bytes``,
-        ``nproc``, ``fsize_bytes``, ``nofile``, ``network`` (allow network when true).
-    keep : list of str
-        Paths the worker still needs (its scratch directory, Python, the cnnlab package).
+        ``uid`` (run as this uid when root), ``root`` (an empty folder for the new root),
+        ``scratch`` and ``private`` (the writable folders, see
+        :mod:`cnnlab.exercises.scratch`), ``disk_limited``, ``disk_bytes``, ``private_size``,
+        ``cgroups`` (controller -> ``cgroup.procs`` file to join), ``forbidden_modules``,
+        ``nproc``, ``fsize_bytes``, ``nofile``, ``network`` (allow network when true), and for
+        the fallback without a minimal root ``hide`` and ``staging``.
+
+    Returns
+    -------
+    dict
+        Protection name (see :mod:`cnnlab.exercises.protections`) -> a detail; a missing
+        protection is absent (an ``*_error`` key may say why).
     """
-    applied: list[str] = []
-    if _call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0):
-        applied.append("no_new_privs")
+    had: dict[str, str] = {}
     is_root = os.geteuid() == 0
+    for controller, procs in dict(config.get("cgroups", {})).items():
+        if _write(procs, str(os.getpid())):  # join the group the grading process made
+            name = "cpu_fair_share" if controller == "cpu" else f"{controller}_cgroup"
+            had[name] = os.path.basename(os.path.dirname(procs))
+    if _call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0):
+        had["no_new_privs"] = ""
     in_userns = False
     if not is_root and _enter_user_namespace():
         in_userns = True
-        applied.append("user_namespace")
-    if _call("unshare", CLONE_NEWNS) and _call(
-        "mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None
-    ):
-        applied.append("mount_namespace")
-        hidden = _hide(list(config.get("hide", [])), keep)
-        applied.append(f"hidden:{len(hidden)}")
+        had["user_namespace"] = ""
+    plan = None
+    if _namespace(linux.CLONE_NEWNS, "mount_namespace", had):
+        _call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    _namespace(linux.CLONE_NEWIPC, "ipc_namespace", had)
+    if _namespace(linux.CLONE_NEWUTS, "uts_namespace", had):
+        try:
+            linux.sethostname("cnnlab-worker")
+        except OSError:
+            pass
+    if "mount_namespace" in had and config.get("root"):
+        plan = _build_root(config, had)
+    if plan is None and "mount_namespace" in had:
+        hidden = _hide(list(config.get("hide", [])), [config["scratch"], PACKAGE_DIR])
+        had["hidden_folders"] = str(len(hidden))
         if is_root and config.get("uid") is not None and config.get("staging"):
-            needed = [p for p in sys.path if p] + [sys.prefix, sys.base_prefix, *keep]
+            needed = [p for p in sys.path if p] + [sys.prefix, sys.base_prefix, PACKAGE_DIR]
             for closed in _expose(needed, config["staging"]):
-                applied.append(f"exposed_python_under:{closed}")
-    if not config.get("network", False) and _call("unshare", CLONE_NEWNET):
-        applied.append("network_namespace")
-    if _call("unshare", CLONE_NEWPID):
-        child = os.fork()
-        if child:
-            # The middle process: wait for the namespace's init, exit as it did. SIGTERM from
-            # the grading process kills the init, and with it the whole namespace (a process
-            # that left the process group with setsid() included).
-            os.closerange(3, 1 << 16)
-
-            def on_term(signum, frame, child=child):
-                try:
-                    os.kill(child, 9)
-                except ProcessLookupError:
-                    pass
-
-            signal.signal(signal.SIGTERM, on_term)
-            while True:
-                try:
-                    _, status = os.waitpid(child, 0)
-                    break
-                except ChildProcessError:  # pragma: no cover
-                    os._exit(70)
-                except InterruptedError:  # pragma: no cover
-                    continue
-            if os.WIFSIGNALED(status):
-                os._exit(128 + os.WTERMSIG(status))
-            os._exit(os.WEXITSTATUS(status))
-        set_parent_death_signal()  # the middle process killed (SIGKILL): the namespace goes
-        applied.append("pid_namespace")
-        if "mount_namespace" in applied:
-            _call("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+                had["exposed_python_under"] = closed
+    if not config.get("network", False):
+        _namespace(linux.CLONE_NEWNET, "network_namespace", had)
+    _pid_namespace(had)
+    if plan is not None:
+        try:
+            if "pid_namespace" in had:
+                rootfs.mount_proc(config["root"])
+            had["minimal_root"] = rootfs.enter(config["root"])
+            absent = _forbidden_absent(plan)
+            if absent is not None:
+                had["forbidden_modules_absent"] = absent
+        except OSError as error:
+            had["minimal_root_error"] = str(error)[:200]
+    elif "pid_namespace" in had and "mount_namespace" in had:
+        _call("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     limits = [
         ("core", resource.RLIMIT_CORE, 0),
         ("fsize", resource.RLIMIT_FSIZE, int(config["fsize_bytes"])),
         ("nofile", resource.RLIMIT_NOFILE, int(config.get("nofile", 256))),
         ("nproc", resource.RLIMIT_NPROC, int(config["nproc"])),
     ]
-    set_ok = [name for name, which, value in limits if _set_limit(which, value)]
-    if config.get("memory_bytes") is not None and limit_address_space(config["memory_bytes"]):
-        set_ok.append("as")
-    applied.append("rlimits:" + ",".join(set_ok))
+    set_ok = [name for name, which, value in limits if set_limit(which, value)]
+    if {"core", "fsize"} <= set(set_ok):
+        had["file_size_limit"] = f"{int(config['fsize_bytes']) >> 20} MiB"
+    if "nproc" in set_ok:
+        had["process_limit"] = str(int(config["nproc"]))
     uid = config.get("uid")
     if (
         is_root
         and uid is not None
-        and "mount_namespace" not in applied
+        and "mount_namespace" not in had
         and _closed_ancestor(sys.base_prefix) is not None
     ):
         # Python lives under a folder the uid cannot enter, and no mount namespace can expose
         # it: dropping to the uid would break every later import. Stay root (weaker: see README).
-        applied.append(f"uid_skipped:python_under_{_closed_ancestor(sys.base_prefix)}")
+        had["slot_uid_error"] = f"skipped: python under {_closed_ancestor(sys.base_prefix)}"
         uid = None
     if is_root and uid is not None:
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            applied.append(f"uid:{uid}")
-        except OSError as error:  # pragma: no cover
-            applied.append(f"uid_failed:{error}")
-    elif in_userns and _drop_capabilities():
-        applied.append("capabilities_dropped")
-    return applied
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(enter({"fsize_bytes": 1 << 20, "nproc": 16, "memory_bytes": 1 << 30}, [sys.prefix]))
+        _drop_to_uid(uid, had)
+    elif in_userns:
+        _drop_capabilities()
+    if _capabilities_gone():
+        had["no_capabilities"] = ""
+    _keyrings(had)
+    return had

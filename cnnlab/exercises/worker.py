@@ -7,6 +7,12 @@ forks the *student process*, which closes every descriptor but two private pipes
 a fresh interpreter (:func:`student_main`): so it never holds the event pipe ``FD`` to the
 grading process, nor the inputs in its memory. Student code runs only there.
 
+Before any student code runs, the supervisor checks that the worker has every protection the
+job requires (:mod:`cnnlab.exercises.protections`): those of its own isolation, then those the
+student process reports in its first line (its memory limit, the forbidden stubs, the seccomp
+filter that :mod:`cnnlab.exercises.seccomp` installs between ``fork`` and ``exec``). Where one
+is missing it sends ``refused`` and exits; otherwise it tells the student process to ``go``.
+
 The supervisor owns the event pipe and writes every event itself: ``ready``, the notebook's cell
 errors (relayed only while the cells run, before any test input exists in the student process),
 and for each call ``begin``, then the inputs sent to the student process with a fresh random
@@ -31,12 +37,14 @@ import stat
 import sys
 import time
 import traceback
+import types
 
-from cnnlab.exercises import plaindata, sandbox
+from cnnlab.exercises import plaindata, rlimits, seccomp
 
 STATUSES = ("ok", "missing", "not_implemented", "memory", "error", "bad_answer")
 MAX_LINE = 1 << 20
 CMD_FD, REPLY_FD = 3, 4
+PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
 
 
@@ -111,7 +119,11 @@ def _start_student(scratch: str, env: dict) -> tuple[int, int, int]:
     pid = os.fork()
     if pid == 0:
         try:
-            sandbox.set_parent_death_signal()
+            rlimits.set_parent_death_signal()
+            try:
+                seccomp.block_keyrings()  # checked by the student process before its code
+            except Exception:  # noqa: BLE001 (then reported missing: the worker refuses)
+                pass
             high_cmd, high_reply = os.dup(cmd_r), os.dup(reply_w)
             os.dup2(null, 0)
             os.dup2(out, 1)
@@ -194,8 +206,29 @@ def _exit_like(pid: int) -> None:
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
 
 
+def _clear_keys() -> bool:
+    """Clear this uid's keyrings once the student's processes are gone; True when done."""
+    from cnnlab.exercises import keyrings
+
+    try:
+        keyrings.clear_uid_keyrings()
+        return True
+    except OSError:
+        return False
+
+
+def _refuse(events: Events, had: dict[str, str], required: list[str]) -> None:
+    """Send the protections this worker had and those it lacks, then exit: no student code."""
+    from cnnlab.exercises import protections
+
+    events.send(e="refused", isolation=had, missing=protections.missing(required, had))
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The supervisor: isolate, start the student process, relay and time its calls."""
+    from cnnlab.exercises import protections, rootfs, sandbox  # the student process needs none
+
     argv = sys.argv if argv is None else argv
     jobdir, fd = argv[1], int(argv[2])
     events = Events(fd)
@@ -220,23 +253,23 @@ def main(argv: list[str] | None = None) -> None:
     }
     for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         child_env[key] = "1"
-    scratch = job["scratch"]
-    keep = [
-        scratch,
-        sys.prefix,
-        sys.base_prefix,
-        os.path.dirname(os.path.dirname(sandbox.__file__)),
-    ]
     config = dict(job["sandbox"], memory_bytes=None)  # RLIMIT_AS: set by the student process
-    applied = sandbox.enter(config, keep)
+    had = sandbox.enter(config)
     libc = ctypes.CDLL(None)
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    if libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0:
+        had["supervisor_undumpable"] = ""
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    required = [str(name) for name in job.get("required", [])]
+    if protections.missing([n for n in required if n not in protections.STUDENT_SIDE], had):
+        _refuse(events, had, required)
+    scratch = rootfs.SCRATCH if "minimal_root" in had else config["scratch"]
     os.chdir(scratch)
     os.umask(0o077)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    child_env.update({"HOME": scratch, "TMPDIR": scratch, "PATH": "/usr/bin:/bin"})
+    tmp = "/tmp" if "private_tmp" in had else scratch
+    child_env.update({"HOME": scratch, "TMPDIR": tmp, "PATH": "/usr/bin:/bin"})
     child_env["LANG"] = "C.UTF-8"
     pid, cmd_w, reply_r = _start_student(scratch, child_env)
 
@@ -265,16 +298,31 @@ def main(argv: list[str] | None = None) -> None:
     setup["memory_bytes"] = job["sandbox"]["memory_bytes"]
     if not command((json.dumps(setup) + "\n").encode()):
         _exit_like(pid)
-    # The first line comes before any student code runs: the limits the student process set.
+    # The first line comes before any student code runs: the limits the student process set
+    # and the forbidden names it patched. Student code runs only once told to go.
     first = replies.next()
     if first is None:
         _exit_like(pid)
     limits = _parse(first)
     if limits.get("e") == "limits" and limits.get("as"):
-        applied = [item + ",as" if item.startswith("rlimits:") else item for item in applied]
+        had["memory_limit"] = f"{int(job['sandbox']['memory_bytes']) >> 20} MiB"
+    stubs = limits.get("forbidden") if limits.get("e") == "limits" else None
+    if isinstance(stubs, dict) and stubs.get("unpatched") == []:
+        had["forbidden_stubs"] = (
+            f"{stubs.get('patched')} patched, {stubs.get('on_import')} on import"
+        )
+    elif isinstance(stubs, dict):
+        had["forbidden_stubs_error"] = "not patched: " + str(stubs.get("unpatched"))[:150]
+    if limits.get("e") == "limits" and limits.get("keyrings_blocked") is True:
+        had["keyrings_blocked"] = "seccomp"
+    if protections.missing(required, had):
+        _kill_descendants(pid)
+        _refuse(events, had, required)
     for note in limits.get("notes", [])[:10]:
         events.send(e="note", text=str(note)[:500])
-    events.send(e="ready", isolation=applied)
+    events.send(e="ready", isolation=had)
+    if not command(b"go\n"):
+        _exit_like(pid)
     # Cells: relayed until the student process says they are done; no test input exists yet.
     relayed = 0
     while True:
@@ -333,8 +381,8 @@ def main(argv: list[str] | None = None) -> None:
             events.send(e="end", call=index, status="ok", seconds=seconds, sha256=digest)
         else:
             events.send(e="end", call=index, status=status, detail=detail)
-    events.send(e="done")
     _kill_descendants(pid)
+    events.send(e="done", keys_cleared=_clear_keys())
     os._exit(0)
 
 
@@ -356,6 +404,7 @@ def _forbidden_stub(dotted: str, exercise: str):
         )
 
     forbidden.__name__ = dotted.rpartition(".")[2]
+    forbidden._cnnlab_forbidden = True  # type: ignore[attr-defined]
     return forbidden
 
 
@@ -414,6 +463,33 @@ class _ForbiddenHook(importlib.abc.MetaPathFinder):
         return None
 
 
+class _Shadow:
+    """Stands in for an object whose attributes cannot be set (an instance of a C type, such
+    as ``torch._C._VariableFunctions``): the forbidden names are stubs, the rest its own."""
+
+    def __init__(self, target: object) -> None:
+        self._cnnlab_target = target
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._cnnlab_target, name)
+
+    def __dir__(self) -> list[str]:
+        return dir(self._cnnlab_target)
+
+
+def _set_stub(holder: object, owner_name: str, owner: object, name: str, stub) -> None:
+    """``owner.name = stub``; where ``owner`` refuses, put a shadow of it on ``holder``."""
+    try:
+        setattr(owner, name, stub)
+        return
+    except (AttributeError, TypeError):
+        if holder is None:
+            raise
+    shadow = _Shadow(owner)
+    setattr(shadow, name, stub)
+    setattr(holder, owner_name, shadow)
+
+
 def install_forbidden(names: list[str], exercise: str, modules: list[str] = ()) -> None:
     """Replace each dotted name ``pkg.module.function`` by a stub that raises; replace each
     module in ``modules`` (and its submodules) by a stub module whose every name raises, also
@@ -445,11 +521,11 @@ def install_forbidden(names: list[str], exercise: str, modules: list[str] = ()) 
                 if cut == len(parts) - 1:
                     continue  # a module attribute: patched when the module loads
                 try:
-                    owner = sys.modules[".".join(parts[:cut])]
+                    holder, owner = None, sys.modules[".".join(parts[:cut])]
                     for part in parts[cut:-1]:
-                        owner = getattr(owner, part)
+                        holder, owner = owner, getattr(owner, part)
                     if hasattr(owner, parts[-1]):
-                        setattr(owner, parts[-1], make_stub(dotted))
+                        _set_stub(holder, parts[-2], owner, parts[-1], make_stub(dotted))
                 except Exception:  # noqa: BLE001 (absent here, or not patchable)
                     pass
         finally:
@@ -485,11 +561,54 @@ def install_forbidden(names: list[str], exercise: str, modules: list[str] = ()) 
             module = sys.modules.get(parent)
             for attribute in attributes:
                 if module is not None and hasattr(module, attribute):
+                    if isinstance(getattr(module, attribute), types.ModuleType):
+                        continue  # a submodule of that name (cnnlab.receptive_field), not a re-export
                     try:
                         setattr(module, attribute, make_stub(f"{module_name}.{attribute}"))
                     except (AttributeError, TypeError):
                         pass
             parent = parent.rpartition(".")[0]
+
+
+def verify_forbidden(names: list[str], modules: list[str]) -> dict:
+    """Check that every forbidden name already importable here is a stub now.
+
+    A name whose top-level package is loaded must resolve to a stub; the others are patched
+    when their module is imported (the import hook must be first on ``sys.meta_path``).
+
+    Returns
+    -------
+    dict
+        ``patched`` (names checked and stubbed), ``on_import`` (names left to the hook) and
+        ``unpatched`` (names that resolve to the real thing: the protection is missing).
+    """
+    patched, on_import, unpatched = 0, 0, []
+    hooked = bool(sys.meta_path) and isinstance(sys.meta_path[0], _ForbiddenHook)
+    for dotted in names:
+        parts = dotted.split(".")
+        if parts[0] not in sys.modules:
+            on_import += 1
+            if not hooked:
+                unpatched.append(dotted)
+            continue
+        owner: object = sys.modules[parts[0]]
+        try:
+            for index, part in enumerate(parts[1:], start=1):
+                if not hasattr(owner, part) and ".".join(parts[: index + 1]) not in sys.modules:
+                    raise AttributeError(part)
+                owner = getattr(owner, part, None) or sys.modules[".".join(parts[: index + 1])]
+        except Exception:  # noqa: BLE001 (not imported yet, or lazy): the hook patches it
+            on_import += 1
+            if not hooked:
+                unpatched.append(dotted)
+            continue
+        if getattr(owner, "_cnnlab_forbidden", False):
+            patched += 1
+        else:
+            unpatched.append(dotted)
+    if modules and not hooked:
+        unpatched += list(modules)
+    return {"patched": patched, "on_import": on_import, "unpatched": unpatched}
 
 
 def _disable_self_check() -> None:
@@ -532,11 +651,20 @@ def student_main() -> None:
     _disable_self_check()
     install_forbidden(setup["forbidden"], setup["exercise"], setup.get("forbidden_modules", []))
     memory = setup.get("memory_bytes")
-    limited = memory is not None and sandbox.limit_address_space(int(memory))
+    limited = memory is not None and rlimits.limit_address_space(int(memory))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     for key in ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE"):
         os.environ.pop(key, None)
-    reply(e="limits", notes=notes, **{"as": limited})
+    stubs = verify_forbidden(setup["forbidden"], setup.get("forbidden_modules", []))
+    reply(
+        e="limits",
+        notes=notes,
+        forbidden=stubs,
+        keyrings_blocked=seccomp.keyrings_blocked(),
+        **{"as": limited},
+    )
+    if commands.readline().strip() != b"go":  # the supervisor refused: no student code runs
+        os._exit(0)
 
     load, save, asarray, ndarray = np.load, np.save, np.asarray, np.ndarray
     monotonic, bytes_io, read_fd = time.monotonic, io.BytesIO, os.O_NOFOLLOW
@@ -603,7 +731,7 @@ def student_main() -> None:
             ) as handle:
                 save(handle, answer.view(ndarray), allow_pickle=False)
                 handle.flush()
-                if os.fstat(handle.fileno()).st_size < answer.nbytes:
+                if os.fstat(handle.fileno()).st_size < max(handle.tell(), answer.nbytes):
                     raise OSError("the answer is larger than the worker's file-size limit")
         except BaseException as error:  # noqa: BLE001
             reply(nonce=nonce, status="bad_answer", detail=str(error)[:500])

@@ -64,13 +64,27 @@ def _wrong(source_nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def write_cases(
-    folder: Path, exercise_dir: Path, out_dir: Path, escape_dir: Path | None = None
+    folder: Path,
+    exercise_dir: Path,
+    out_dir: Path,
+    escape_dir: Path | None = None,
+    *,
+    escape_name: str | None = None,
+    host_paths: list[str] = (),
+    host_folders: list[str] = (),
+    sockets: list[str] = (),
+    repository: Path | None = None,
 ) -> dict[str, str]:
     """Write every case into ``folder``; return ``{id: what it attempts}``.
 
     ``exercise_dir`` and ``out_dir`` are the real paths of the exercise and the report folder,
     which the attacks try to read or write (as a student who guessed them would).
-    ``escape_dir`` (writable by every worker) receives the heartbeat of ``h_setsid_escape``.
+    ``escape_dir`` (writable by every worker, if the sandbox lets it reach it) receives the
+    heartbeat of ``h_setsid_escape``, which also names itself ``escape_name`` (its ``comm``,
+    visible in the host's ``/proc``). ``host_paths`` and ``host_folders`` are world-readable
+    files and folders of the host that ``h_read_host_files`` tries to read and list,
+    ``repository`` the repository whose ``.git`` it tries; ``sockets`` are Unix sockets of the
+    host (a leading NUL: abstract) that ``h_unix_socket`` tries to reach.
     """
     folder.mkdir(parents=True, exist_ok=True)
     source = nbformat.read(str(exercise_dir / "source.ipynb"), as_version=4)
@@ -349,10 +363,11 @@ def write_cases(
     )
     marker = Path(escape_dir) / "alive" if escape_dir else None
     escape = (
-        "import os, time\n"
+        "import ctypes, os, time\n"
         "if os.fork() == 0:\n"
         "    os.setsid()  # out of the worker's process group and session\n"
         "    if os.fork() == 0:\n"
+        f"        ctypes.CDLL(None).prctl(15, {(escape_name or 'escapee').encode()!r}, 0, 0, 0)\n"
         "        while True:\n"
         "            try:\n"
         f"                with open({str(marker)!r}, 'w') as f:\n"
@@ -363,11 +378,12 @@ def write_cases(
         "    os._exit(0)\n"
         "time.sleep(0.3)\n"
     )
-    if marker is not None:
+    if marker is not None or escape_name is not None:
         cases["h_setsid_escape"] = (
             "a process that leaves the process group (setsid, double fork) to outlive grading",
             _append(wrong, escape),
         )
+    cases.update(_sandbox_cases(wrong, host_paths, host_folders, sockets, repository))
 
     described = {}
     for ident, (what, content) in cases.items():
@@ -378,3 +394,190 @@ def write_cases(
             path.write_text(json.dumps(content, indent=1))
         described[ident] = what
     return described
+
+
+DEEP_TREE = """import json, os
+def _deep(top, depth):
+    fd = os.open(top, os.O_RDONLY)
+    middle = None
+    for level in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+        if level % 300 == 0:
+            os.symlink("/", "root_link", dir_fd=fd)
+            os.symlink("..", "up_link", dir_fd=fd)
+            os.mkfifo("fifo", dir_fd=fd)
+        if level == depth // 2:
+            middle = os.dup(fd)
+    os.chmod(fd, 0)  # the deepest folder: no rights at all
+    os.chmod(middle, 0o500)  # a folder in the middle: not writable
+    os.close(fd)
+    os.close(middle)
+    return depth
+_made = {}
+for _top in (".", os.environ.get("TMPDIR", ".")):
+    try:
+        os.mkdir(os.path.join(_top, "tree"))
+        _made[_top] = _deep(os.path.join(_top, "tree"), 3000)
+    except OSError as error:
+        _made[_top] = str(error)
+raise RuntimeError("TREE-REPORT " + json.dumps(_made))
+"""
+
+FILL_DISK = """import json, os
+_written, _errors = {}, {}
+_chunk = b"x" * (1 << 20)
+for _folder in (".", "/tmp", "/var/tmp", "/dev/shm", "/run"):
+    _written[_folder] = 0
+    try:
+        for _n in range(100000):
+            with open(os.path.join(_folder, f"fill{_n}"), "wb") as _f:
+                for _ in range(16):
+                    _f.write(_chunk)
+                    _f.flush()
+                    _written[_folder] += 1
+    except OSError as _error:
+        _errors[_folder] = _error.errno
+raise RuntimeError("FILL-REPORT " + json.dumps({"written_mb": _written, "errors": _errors}))
+"""
+
+BYPASS_FORBIDDEN = """import glob, importlib, importlib.util, json, os, sys
+import cnnlab
+_routes, _stolen = {}, {}
+_root = os.path.dirname(cnnlab.__file__)
+# 1. Take the import hook out and forget the stub modules, then import the real ones.
+sys.meta_path[:] = [f for f in sys.meta_path if "Forbidden" not in type(f).__name__]
+for _name in [m for m in list(sys.modules) if m.split(".")[:2] in (["cnnlab", "numpy"],
+              ["cnnlab", "shapes"], ["cnnlab", "_checks"], ["cnnlab", "torch"])]:
+    del sys.modules[_name]
+for _module, _attr in (("cnnlab.numpy", "conv2d"), ("cnnlab.numpy", "corr2d"),
+                       ("cnnlab.shapes", "conv_output_size"), ("cnnlab._checks", "_out_size")):
+    try:
+        _f = getattr(importlib.import_module(_module), _attr)
+        if not getattr(_f, "_cnnlab_forbidden", False):
+            _routes["import " + _module] = _attr
+            _stolen[_attr] = _f
+    except Exception:
+        pass
+# 2. Read the source files and exec them; load them by file location.
+for _rel in ("numpy/conv.py", "numpy/__init__.py", "numpy/direct.py", "shapes.py", "_checks.py",
+             "torch/conv.py"):
+    _path = os.path.join(_root, _rel)
+    try:
+        with open(_path) as _handle:
+            _source = _handle.read()
+    except OSError:
+        continue
+    if _source.strip():
+        _routes["source " + _rel] = len(_source)
+    try:
+        _spec = importlib.util.spec_from_file_location("stolen_" + _rel.replace("/", "_"), _path)
+        _mod = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(_mod)
+        for _attr in ("conv2d", "corr2d", "conv_output_size"):
+            if hasattr(_mod, _attr):
+                _routes["exec " + _rel] = _attr
+                _stolen[_attr] = getattr(_mod, _attr)
+    except Exception:
+        pass
+# 3. Their compiled code.
+for _pyc in glob.glob(os.path.join(_root, "**", "*.pyc"), recursive=True):
+    if any(k in _pyc for k in ("/numpy/", "/torch/", "shapes.", "_checks.")):
+        try:
+            with open(_pyc, "rb") as _handle:
+                if _handle.read():
+                    _routes["pyc " + _pyc] = "read"
+        except OSError:
+            pass
+if "conv2d" in _stolen:
+    def conv2d(x, weight, bias=None, stride=1, padding=0):
+        return _stolen["conv2d"](x, weight, bias, stride=stride, padding=padding)
+if "corr2d" in _stolen:
+    corr2d = _stolen["corr2d"]
+raise RuntimeError("BYPASS-REPORT " + json.dumps(_routes))
+"""
+
+
+def _read_host_files(paths: list[str], folders: list[str], repository: Path | None) -> str:
+    return (
+        "import json, os, subprocess\n"
+        "_found = {}\n"
+        f"for _path in {list(paths)!r}:\n"
+        "    try:\n"
+        "        with open(_path, 'rb') as _handle:\n"
+        "            _found[_path] = _handle.read(120).decode(errors='replace')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        f"for _folder in {list(folders)!r}:\n"
+        "    try:\n"
+        "        _found[_folder + '/'] = sorted(os.listdir(_folder))[:20]\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "for _git in ('/usr/bin/git', 'git'):\n"
+        "    try:\n"
+        "        _out = subprocess.run([_git, '-C', "
+        f"{str(repository)!r}, 'show', 'HEAD:exercises/01_cross_correlation/source.ipynb'],\n"
+        "                              capture_output=True, timeout=20)\n"
+        "        if _out.returncode == 0:\n"
+        "            _found['git show'] = _out.stdout[:120].decode(errors='replace')\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "raise RuntimeError('READ-REPORT ' + json.dumps(_found))\n"
+    )
+
+
+def _unix_sockets(paths: list[str]) -> str:
+    return (
+        "import json, socket\n"
+        "_reached = {}\n"
+        f"for _path in {list(paths)!r}:\n"
+        "    _sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "    _sock.settimeout(2)\n"
+        "    try:\n"
+        "        _sock.connect(_path)\n"
+        "        _sock.sendall(b'hello from a submission')\n"
+        "        _reached[repr(_path)] = 'connected'\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    finally:\n"
+        "        _sock.close()\n"
+        "raise RuntimeError('SOCKET-REPORT ' + json.dumps(_reached))\n"
+    )
+
+
+def _sandbox_cases(
+    wrong: nbformat.NotebookNode,
+    host_paths: list[str],
+    host_folders: list[str],
+    sockets: list[str],
+    repository: Path | None,
+) -> dict[str, tuple[str, nbformat.NotebookNode]]:
+    """The attacks on the sandbox itself (issue 15) that fit in one batch."""
+    cases = {
+        "h_deep_tree": (
+            "a 3000-deep folder tree with links, a FIFO and unwritable folders in scratch and /tmp",
+            _append(wrong, DEEP_TREE),
+        ),
+        "h_fill_disk": (
+            "writing until the disk is full, in scratch, /tmp, /var/tmp, /dev/shm and /run",
+            _append(wrong, FILL_DISK),
+        ),
+        "h_bypass_forbidden": (
+            "removing the import hook, exec-ing cnnlab's source and reading its compiled files",
+            _append(wrong, BYPASS_FORBIDDEN),
+        ),
+    }
+    if host_paths or host_folders:
+        cases["h_read_host_files"] = (
+            "reading world-readable files of the host (/tmp, /srv, /home, beside the "
+            "submissions, the repository's .git, another course) and git show of the solution",
+            _append(wrong, _read_host_files(host_paths, host_folders, repository)),
+        )
+    if sockets:
+        cases["h_unix_socket"] = (
+            "connecting to Unix sockets of the host (a path under /tmp and /run, an abstract one)",
+            _append(wrong, _unix_sockets(sockets)),
+        )
+    return cases
