@@ -232,6 +232,14 @@ def build(root: str, plan: RootPlan) -> None:
         if not os.path.lexists(_inside(root, path)):
             _make_parents(root, path)
             os.symlink(target, _inside(root, path))
+    # The private folders first: Python or the repository may live under one of them (a clone
+    # in /tmp), and a tmpfs mounted later would cover them.
+    for path in (SCRATCH, *PRIVATE):
+        target = _mount_point(root, path, True)
+        if path in plan.writable:
+            _bind(plan.writable[path], target, read_only=False)
+        elif path != SCRATCH:
+            _tmpfs(target, plan.private_size, "1777")
     for path in plan.read_only:
         _bind(path, _mount_point(root, path, os.path.isdir(path)), read_only=True)
     for path in plan.cover_dirs:
@@ -248,12 +256,6 @@ def build(root: str, plan: RootPlan) -> None:
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, _inside(root, f"/dev/{name}"))
-    for path in (SCRATCH, *PRIVATE):
-        target = _mount_point(root, path, True)
-        if path in plan.writable:
-            _bind(plan.writable[path], target, read_only=False)
-        elif path != SCRATCH:
-            _tmpfs(target, plan.private_size, "1777")
     _mount_point(root, "/proc", True)
     flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV
     linux.mount(None, root, None, flags)
