@@ -222,6 +222,25 @@ def test_busy_processes_do_not_fail_an_honest_neighbour(tmp_path):
 
 
 @needs_root
+def test_a_forking_submission_cannot_take_the_machines_memory(tmp_path):
+    # RLIMIT_AS bounds each process; 8 children of 200 MiB each would hold 1.6 GiB together.
+    # The worker's memory cgroup bounds them all: at most memory_mb + the supervisor's headroom.
+    subs = tmp_path / "subs"
+    attacks.memory_hog(subs / "a_memory.ipynb", EXERCISE, count=8, megabytes=200, hold=8.0)
+    shutil.copy(EXERCISE / "source.ipynb", subs / "b_honest.ipynb")
+    results = {
+        r.id: r
+        for r in grade(EXERCISE, [subs], tmp_path / "out", limits=LIMITS, jobs=2, progress=False)
+    }
+    hog, honest = results["a_memory"], results["b_honest"]
+    assert "memory_cgroup" in hog.protections
+    bound = (LIMITS.memory_mb << 20) + cgroups.MEMORY_HEADROOM
+    held = _report(hog, "MEMORY-REPORT")
+    assert 0 < held and held * (200 << 20) <= bound, held
+    assert honest.score == load_exercise(EXERCISE).max_score
+
+
+@needs_root
 def test_missing_protections_refuse_to_start(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cgroups, "controller_roots", lambda: {})  # a machine without cgroups
     target = f"/tmp/cnnlab-ran-{secrets.token_hex(4)}"

@@ -7,7 +7,9 @@ calls fail. Under ``cnnlab/`` the grading process makes one group per worker wit
 weight (``cpu.shares`` 1024 on cgroup v1, ``cpu.weight`` 100 on v2): the scheduler then splits
 the CPUs between *workers*, however many processes each runs. The ``pids`` controller caps the
 worker's processes and threads, and lists every one of them, so :meth:`WorkerCgroup.kill`
-ends them all, whatever session, process group or PID namespace they hide in.
+ends them all, whatever session, process group or PID namespace they hide in. The ``memory``
+controller bounds what all of a worker's processes hold together (``RLIMIT_AS`` bounds each
+process alone, so a submission that forks could otherwise take the machine's memory).
 
 Both cgroup layouts work: v1 (a hierarchy per controller, the group nested under the grading
 process's own) and v2 (one hierarchy; the group under ``/sys/fs/cgroup/cnnlab``, where the
@@ -24,7 +26,9 @@ from dataclasses import dataclass, field
 
 __all__ = ["WorkerCgroup", "controller_roots", "create"]
 
-CONTROLLERS = ("cpu", "pids")
+CONTROLLERS = ("cpu", "pids", "memory")
+# Room above the submission's own memory limit for its supervisor and interpreters.
+MEMORY_HEADROOM = 512 << 20
 PARENT = "cnnlab"
 
 
@@ -160,7 +164,7 @@ def _enable_v2(parent: str) -> None:
             pass
 
 
-def create(name: str, nproc: int) -> WorkerCgroup:
+def create(name: str, nproc: int, memory_bytes: int | None = None) -> WorkerCgroup:
     """Make the groups of one worker; controllers that cannot be had are named in ``errors``.
 
     Parameters
@@ -169,10 +173,16 @@ def create(name: str, nproc: int) -> WorkerCgroup:
         Unique per worker (the grading process's pid, the slot and a count).
     nproc : int
         The worker's process limit; ``pids.max`` leaves room for its supervisor as well.
+    memory_bytes : int or None
+        The submission's memory limit; the group's limit (``memory.limit_in_bytes`` on v1,
+        ``memory.max`` on v2) adds :data:`MEMORY_HEADROOM` for the supervisor. None: the
+        memory controller is not used.
     """
     group = WorkerCgroup()
     for controller, (parent, version) in controller_roots().items():
         folder = os.path.join(parent, name)
+        if controller == "memory" and memory_bytes is None:
+            continue
         try:
             os.makedirs(parent, exist_ok=True)
             if version == 2:
@@ -183,12 +193,21 @@ def create(name: str, nproc: int) -> WorkerCgroup:
                     os.path.join(folder, "cpu.shares" if version == 1 else "cpu.weight"),
                     "1024" if version == 1 else "100",
                 )
+            elif controller == "memory":
+                limit = str(int(memory_bytes) + MEMORY_HEADROOM)
+                if version == 1:
+                    _write(os.path.join(folder, "memory.limit_in_bytes"), limit)
+                else:
+                    _write(os.path.join(folder, "memory.max"), limit)
+                    _write(os.path.join(folder, "memory.swap.max"), "0")
             else:
                 _write(os.path.join(folder, "pids.max"), str(int(nproc) + 16))
             group.folders[controller] = folder
         except OSError as error:
             group.errors[controller] = f"{folder}: {error.strerror or error}"
     for controller in CONTROLLERS:
+        if controller == "memory" and memory_bytes is None:
+            continue
         if controller not in group.folders and controller not in group.errors:
             group.errors[controller] = "no cgroup hierarchy offers this controller"
     return group

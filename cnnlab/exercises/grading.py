@@ -335,7 +335,9 @@ class _Grader:
         state: dict,
     ) -> list[int]:
         uid = self.slot_uids[slot] if self.is_root else None
-        space = open_workspace(self.workdir, slot, uid, self.limits.disk_mb, self.limits.nproc)
+        space = open_workspace(
+            self.workdir, slot, uid, self.limits.disk_mb, self.limits.nproc, self.limits.memory_mb
+        )
         try:
             return self._run_in(space, code, pending, run_cells, deadline, state)
         finally:
@@ -730,7 +732,13 @@ def grade_submissions(
         uids = stack.enter_context(_claim_uids(jobs, limits.uid_base)) if grader.is_root else []
         grader.slot_uids = uids
         if not allow_weak_isolation:
-            lacking = preflight(workdir, uids[0] if uids else None, limits.disk_mb, limits.nproc)
+            lacking = preflight(
+                workdir,
+                uids[0] if uids else None,
+                limits.disk_mb,
+                limits.nproc,
+                limits.memory_mb,
+            )
             lacking = {k: v for k, v in lacking.items() if k in grader.promised}
             if lacking:
                 raise IsolationError(grader.mode, lacking)

@@ -47,6 +47,9 @@ PROTECTIONS: tuple[Protection, ...] = (
     Protection("pids_cgroup", "a pids cgroup per worker: a process cap and a kill list", ROOT),
     Protection("cpu_fair_share", "a cpu cgroup per worker, all with the same weight", ROOT),
     Protection(
+        "memory_cgroup", "a memory cgroup per worker: all its processes together, bounded", ROOT
+    ),
+    Protection(
         "disk_limit", "one size-limited tmpfs for scratch, /tmp, /var/tmp, /dev/shm, /run", ROOT
     ),
     Protection("mount_namespace", "a private mount namespace"),

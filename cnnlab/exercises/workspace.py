@@ -91,7 +91,12 @@ class Workspace:
 
 
 def open_workspace(
-    workdir: Path, slot: int, uid: int | None, disk_mb: int, nproc: int
+    workdir: Path,
+    slot: int,
+    uid: int | None,
+    disk_mb: int,
+    nproc: int,
+    memory_mb: int | None = None,
 ) -> Workspace:
     """Make a worker run's folder, writable space and (as root) cgroups.
 
@@ -105,6 +110,9 @@ def open_workspace(
         The slot's uid when grading as root.
     disk_mb, nproc : int
         The limits of :class:`cnnlab.exercises.grading.Limits`.
+    memory_mb : int or None
+        The submission's memory limit, which its memory cgroup enforces for all its processes
+        together (None: no memory cgroup).
     """
     folder = Path(tempfile.mkdtemp(prefix=f"run{slot}-", dir=workdir))
     os.chmod(folder, 0o711)
@@ -112,7 +120,8 @@ def open_workspace(
     (folder / "root").mkdir(mode=0o700)
     scratch = make_scratch(folder / "scratch", uid, disk_mb)
     if uid is not None:
-        group = cgroups.create(f"{os.getpid()}.{slot}.{next(_COUNTER)}", nproc)
+        memory_bytes = None if memory_mb is None else int(memory_mb) << 20
+        group = cgroups.create(f"{os.getpid()}.{slot}.{next(_COUNTER)}", nproc, memory_bytes)
     else:
         group = cgroups.WorkerCgroup(errors={c: "not root" for c in cgroups.CONTROLLERS})
     errors = {
@@ -123,12 +132,14 @@ def open_workspace(
     return Workspace(folder, scratch, group, uid, errors)
 
 
-def preflight(workdir: Path, uid: int | None, disk_mb: int, nproc: int) -> dict[str, str]:
+def preflight(
+    workdir: Path, uid: int | None, disk_mb: int, nproc: int, memory_mb: int | None = None
+) -> dict[str, str]:
     """Try what the grading process itself provides; return protection -> why it is missing.
 
     Run once before any worker starts, so a run that cannot have them refuses at once.
     """
-    space = open_workspace(workdir, 0, uid, disk_mb, nproc)
+    space = open_workspace(workdir, 0, uid, disk_mb, nproc, memory_mb)
     try:
         return dict(space.errors)
     finally:

@@ -156,6 +156,27 @@ time.sleep({hold})
 raise RuntimeError("HOG-REPORT " + str(_started))
 """
 
+MEMORY_HOG = """import os, time
+_children, _ready = [], os.pipe()
+for _ in range({count}):
+    _pid = os.fork()
+    if _pid == 0:
+        _block = bytearray({megabytes} << 20)
+        _block[::4096] = b"x" * len(range(0, len(_block), 4096))  # touch every page
+        os.write(_ready[1], b"1")
+        time.sleep(60)
+        os._exit(0)
+    _children.append(_pid)
+time.sleep({hold})
+_alive = [p for p in _children if os.waitpid(p, os.WNOHANG) == (0, 0)]
+os.set_blocking(_ready[0], False)
+try:
+    _filled = len(os.read(_ready[0], 1024))
+except BlockingIOError:
+    _filled = 0
+raise RuntimeError("MEMORY-REPORT " + str(min(_filled, len(_alive))))
+"""
+
 
 def _common(tag: str, key: int) -> str:
     return _COMMON.format(syscalls=json.dumps(SYSCALLS), key=key, tag=tag)
@@ -186,6 +207,12 @@ def probe(path: Path, exercise_dir: Path, tag: str, key: int, wait: float = 0.0)
 def hog(path: Path, exercise_dir: Path, hold: float) -> Path:
     """Write the notebook with 48 busy processes in their own sessions (alive ``hold`` s)."""
     return _write(path, cases._append(_wrong(exercise_dir), HOG.format(hold=hold)))
+
+
+def memory_hog(path: Path, exercise_dir: Path, count: int, megabytes: int, hold: float) -> Path:
+    """Write the notebook whose ``count`` children each fill ``megabytes`` and hold them."""
+    code = MEMORY_HOG.format(count=count, megabytes=megabytes, hold=hold)
+    return _write(path, cases._append(_wrong(exercise_dir), code))
 
 
 def marker(path: Path, exercise_dir: Path, target: str) -> Path:
