@@ -240,6 +240,23 @@ def test_a_forking_submission_cannot_take_the_machines_memory(tmp_path):
     assert honest.score == load_exercise(EXERCISE).max_score
 
 
+def test_how_a_worker_ended_in_a_hidden_call_is_not_reported(tmp_path):
+    # An exit code chosen from a hidden input would carry it into the feedback; a crash in a
+    # visible call still says how the worker ended.
+    visible = sum(not t.hidden for t in load_exercise(EXERCISE).tests)
+    subs = tmp_path / "subs"
+    attacks.exit_at_call(subs / "a_visible.ipynb", EXERCISE, at=1, code=57)
+    attacks.exit_at_call(subs / "b_hidden.ipynb", EXERCISE, at=visible + 1, code=57)
+    out = tmp_path / "out"
+    results = {r.id: r for r in grade(EXERCISE, [subs], out, limits=LIMITS, jobs=2, progress=False)}
+    assert results["a_visible"].status == "crashed"
+    assert "exit code 57" in (out / "feedback" / "a_visible.md").read_text()
+    assert results["b_hidden"].status == "crashed"
+    for report in (out / "feedback" / "b_hidden.md", out / "results" / "b_hidden" / "results.json"):
+        text = report.read_text()
+        assert "57" not in text and "during the hidden tests" in text, text
+
+
 @needs_root
 def test_missing_protections_refuse_to_start(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cgroups, "controller_roots", lambda: {})  # a machine without cgroups

@@ -502,8 +502,16 @@ class _Grader:
         returncode = process.returncode
         self._collect(state, pending, ended, scratch, killed_for, current, done, returncode)
         if state.get("crashed_now"):
-            tail = stderr_path.read_bytes()[-600:].decode(errors="replace").strip()
-            state["crashed"] = state.pop("crashed_now") + (f": {tail}" if tail else "")
+            calls = [*ended, *([current] if current is not None else [])]
+            if any(self.prepared[i].test.hidden for i in calls):
+                # Once a hidden input has reached the student's code, how the worker ended
+                # (an exit code, a signal, the supervisor's last words) is a channel the
+                # student chooses: say only that it ended.
+                state.pop("crashed_now")
+                state["crashed"] = "the worker ended early, during the hidden tests"
+            else:
+                tail = stderr_path.read_bytes()[-600:].decode(errors="replace").strip()
+                state["crashed"] = state.pop("crashed_now") + (f": {tail}" if tail else "")
         return [i for i in pending if i not in state["outcome"]] if killed_for == "call" else []
 
     def _collect(self, state, pending, ended, scratch, killed_for, current, done, returncode):

@@ -215,6 +215,25 @@ def memory_hog(path: Path, exercise_dir: Path, count: int, megabytes: int, hold:
     return _write(path, cases._append(_wrong(exercise_dir), code))
 
 
+EXIT_AT_CALL = """import os
+_calls = [0]
+def _exit_at(function):
+    def wrapped(*args, **kwargs):
+        _calls[0] += 1
+        if _calls[0] == {at}:
+            os._exit({code})
+        return function(*args, **kwargs)
+    return wrapped
+corr2d, conv_output_size, conv2d = map(_exit_at, (corr2d, conv_output_size, conv2d))
+"""
+
+
+def exit_at_call(path: Path, exercise_dir: Path, at: int, code: int) -> Path:
+    """Write the solution notebook that exits with ``code`` at its ``at``-th graded call."""
+    notebook = nbformat.read(str(exercise_dir / "source.ipynb"), as_version=4)
+    return _write(path, cases._append(notebook, EXIT_AT_CALL.format(at=at, code=code)))
+
+
 def marker(path: Path, exercise_dir: Path, target: str) -> Path:
     """Write the notebook that creates the file ``target`` (proof that its code ran)."""
     code = f"open({target!r}, 'w').write('ran')\n"
