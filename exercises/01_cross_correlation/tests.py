@@ -52,6 +52,22 @@ FORBIDDEN = [
     "torch.ops.aten.conv2d",
     "torch.ops.aten.convolution",
     "torch.ops.aten._convolution",
+    # The other routes to the same kernels: a 1-D or 3-D convolution does a 2-D one with a
+    # reshape, and the backends' own entry points.
+    "torch.conv1d",
+    "torch.conv3d",
+    "torch.nn.functional.conv1d",
+    "torch.nn.functional.conv3d",
+    "torch._C._VariableFunctions.conv1d",
+    "torch._C._VariableFunctions.conv3d",
+    "torch._VF.conv1d",
+    "torch._VF.conv2d",
+    "torch._VF.conv3d",
+    "torch.mkldnn_convolution",
+    "torch.ops.aten.conv1d",
+    "torch.ops.aten.conv3d",
+    "torch.ops.aten.mkldnn_convolution",
+    "torch.ops.aten.thnn_conv2d",
 ]
 
 # Whole modules that cannot be imported inside the grading worker: every cnnlab route to a
