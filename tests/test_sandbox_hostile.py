@@ -288,7 +288,7 @@ def test_weak_isolation_grades_and_records_what_is_missing(tmp_path, monkeypatch
     assert status == 0
     report = json.loads((tmp_path / "out" / "isolation.json").read_text())
     worker = report["submissions"]["solution"]
-    assert worker["missing"] == ["pids_cgroup", "cpu_fair_share"]
+    assert worker["missing"] == ["pids_cgroup", "cpu_fair_share", "memory_cgroup"]
     assert "minimal_root" in worker["had"] and "cpu_fair_share" not in worker["had"]
     assert set(report["promised"]) <= set(report["protections"])
     assert "solution,ok," in (tmp_path / "out" / "grades.csv").read_text()
