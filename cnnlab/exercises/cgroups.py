@@ -22,9 +22,10 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["WorkerCgroup", "controller_roots", "create"]
+__all__ = ["WorkerCgroup", "controller_roots", "create", "kill_until_gone"]
 
 CONTROLLERS = ("cpu", "pids", "memory")
 # Room above the submission's own memory limit for its supervisor and interpreters.
@@ -88,6 +89,24 @@ def controller_roots() -> dict[str, tuple[str, int]]:
     return roots
 
 
+def kill_until_gone(list_pids: Callable[[], set[int]], attempts: int, pause: float) -> bool:
+    """SIGKILL every pid ``list_pids()`` names, again until it names none; True when none left.
+
+    A fork between the listing and the kill adds a pid to the next listing, hence the rounds.
+    """
+    for _ in range(attempts):
+        pids = list_pids()
+        if not pids:
+            return True
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(pause)
+    return not list_pids()
+
+
 def _write(path: str, text: str) -> None:
     with open(path, "w") as handle:
         handle.write(text)
@@ -124,17 +143,7 @@ class WorkerCgroup:
                     _write(os.path.join(folder, "cgroup.kill"), "1")
                 except OSError:
                     pass
-        for _ in range(attempts):
-            pids = self.pids()
-            if not pids:
-                return True
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            time.sleep(0.01)
-        return not self.pids()
+        return kill_until_gone(self.pids, attempts, 0.01)
 
     def remove(self, attempts: int = 100) -> bool:
         """Remove the (empty) groups; True when all are gone. Never raises."""

@@ -36,6 +36,7 @@ import nbformat
 import numpy as np
 
 from cnnlab.exercises import plaindata, protections
+from cnnlab.exercises.cgroups import kill_until_gone
 from cnnlab.exercises.compare import compare, read_answer
 from cnnlab.exercises.notebook import read_submission
 from cnnlab.exercises.removal import remove_tree
@@ -265,16 +266,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 def _kill_uid(uid: int) -> None:
     """Kill every process of ``uid`` (root only; each worker slot has its own uid)."""
-    for _ in range(50):
-        pids = _uid_processes(uid)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                continue
-        time.sleep(0.02)
+    kill_until_gone(lambda: set(_uid_processes(uid)), 50, 0.02)
 
 
 def _record(raw: dict) -> dict[str, str]:
