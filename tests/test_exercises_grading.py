@@ -442,15 +442,6 @@ def test_a_setsid_escapee_dies_with_its_worker(graded):
     shutil.rmtree(graded["escape"], ignore_errors=True)
 
 
-def _report(result, prefix: str) -> dict:
-    """The JSON a hostile cell raised as ``PREFIX {...}`` (its attack's findings)."""
-    for error in result.cell_errors:
-        for line in error.splitlines():
-            if f"{prefix} " in line:
-                return json.loads(line.split(f"{prefix} ", 1)[1])
-    raise AssertionError(f"no {prefix} in {result.cell_errors}")
-
-
 def _has(result, protection: str) -> bool:
     return protection in result.protections
 
@@ -461,7 +452,7 @@ def test_host_files_are_unreadable(graded):
     result = graded["by_id"]["h_read_host_files"]
     if not _has(result, "minimal_root"):
         pytest.skip("no minimal root here (see isolation.json)")
-    assert _report(result, "READ-REPORT") == {}
+    assert cases.report(result, "READ-REPORT") == {}
     assert result.score == graded["by_id"]["honest_wrong"].score
 
 
@@ -470,7 +461,7 @@ def test_host_unix_sockets_are_unreachable(graded):
     if not (_has(result, "minimal_root") and _has(result, "network_namespace")):
         pytest.skip("no minimal root or network namespace here")
     assert graded["servers"].paths, "no socket could be made to attack"
-    assert _report(result, "SOCKET-REPORT") == {}
+    assert cases.report(result, "SOCKET-REPORT") == {}
     assert graded["servers"].accepted == []
 
 
@@ -480,14 +471,14 @@ def test_forbidden_modules_cannot_be_bypassed(graded):
     result = graded["by_id"]["h_bypass_forbidden"]
     if not _has(result, "forbidden_modules_absent"):
         pytest.skip("forbidden modules are not covered here (see isolation.json)")
-    assert _report(result, "BYPASS-REPORT") == {}
+    assert cases.report(result, "BYPASS-REPORT") == {}
     assert result.score <= graded["by_id"]["honest_wrong"].score
 
 
 def test_a_3000_deep_tree_loses_no_grade(graded):
     # Clean-up never recurses nor follows links: the run completes and grades.csv has everyone.
     result = graded["by_id"]["h_deep_tree"]
-    assert 3000 in _report(result, "TREE-REPORT").values()  # the tree was made
+    assert 3000 in cases.report(result, "TREE-REPORT").values()  # the tree was made
     assert result.score == graded["by_id"]["honest_wrong"].score
     with open(graded["out"] / "grades.csv") as handle:
         assert [r["id"] for r in csv.DictReader(handle)] == graded["ids"]
@@ -499,7 +490,7 @@ def test_disk_use_is_bounded(graded):
     result = graded["by_id"]["h_fill_disk"]
     if not _has(result, "disk_limit"):
         pytest.skip("no size-limited tmpfs here (grading as a normal user)")
-    report = _report(result, "FILL-REPORT")
+    report = cases.report(result, "FILL-REPORT")
     assert sum(report["written_mb"].values()) <= LIMITS.disk_mb
     assert set(report["errors"]) == {".", "/tmp", "/var/tmp", "/dev/shm", "/run"}
     assert set(report["errors"].values()) == {28}  # ENOSPC: the bound, not a file-size limit

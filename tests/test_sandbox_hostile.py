@@ -52,14 +52,6 @@ needs_syscalls = pytest.mark.skipif(
 )
 
 
-def _report(result, prefix: str) -> dict:
-    for error in result.cell_errors:
-        for line in error.splitlines():
-            if f"{prefix} " in line:
-                return json.loads(line.split(f"{prefix} ", 1)[1])
-    raise AssertionError(f"no {prefix} in {result.id}: {result.cell_errors} {result.notes}")
-
-
 def _sysv_keys() -> set[int]:
     """The keys of the host's System V IPC objects (the test runs in the host's namespace)."""
     keys = set()
@@ -111,7 +103,7 @@ def test_the_plant_planted_everything(shared):
     # Otherwise an empty probe would prove nothing.
     for run in ("sequential", "concurrent"):
         plant = shared["runs"][run]["a_plant"]
-        planted = _report(plant, "PLANT-REPORT")
+        planted = attacks.cases.report(plant, "PLANT-REPORT")
         for kind in ("shm", "msg", "sem", "mq"):
             assert kind in planted, (run, kind, planted)
         for place in ("/tmp", "/var/tmp", "/dev/shm", "/run"):
@@ -138,7 +130,7 @@ def test_nothing_planted_is_found(shared, run, probe):
     for protection in ("ipc_namespace", "private_tmp"):
         if protection not in result.protections:
             pytest.skip(f"no {protection} here (see isolation.json)")
-    found = _report(result, "PROBE-REPORT")
+    found = attacks.cases.report(result, "PROBE-REPORT")
     assert found == {}, found
 
 
@@ -149,7 +141,7 @@ def test_a_slot_uid_keeps_no_key_and_no_file(shared):
     run = shared["runs"]["sequential"]
     uids = {run[ident].protections.get("slot_uid") for ident in ("a_plant", "b_probe")}
     assert len(uids) == 1 and None not in uids
-    found = _report(run["b_probe"], "PROBE-REPORT")
+    found = attacks.cases.report(run["b_probe"], "PROBE-REPORT")
     assert not [k for k in found if k.startswith(("key", "request_key", "left in", "/"))]
 
 
@@ -214,7 +206,7 @@ def test_busy_processes_do_not_fail_an_honest_neighbour(tmp_path):
     }
     honest, hog = results["b_honest"], results["a_hog"]
     assert "cpu_fair_share" in honest.protections and "cpu_fair_share" in hog.protections
-    assert _report(hog, "HOG-REPORT") == 48
+    assert attacks.cases.report(hog, "HOG-REPORT") == 48
     assert honest.wall_seconds < hold  # graded while the hog's processes were busy
     assert honest.score == load_exercise(EXERCISE).max_score, [
         (t.name, t.status, t.message) for t in honest.tests if not t.passed
@@ -235,7 +227,7 @@ def test_a_forking_submission_cannot_take_the_machines_memory(tmp_path):
     hog, honest = results["a_memory"], results["b_honest"]
     assert "memory_cgroup" in hog.protections
     bound = (LIMITS.memory_mb << 20) + cgroups.MEMORY_HEADROOM
-    held = _report(hog, "MEMORY-REPORT")
+    held = attacks.cases.report(hog, "MEMORY-REPORT")
     assert 0 < held and held * (200 << 20) <= bound, held
     assert honest.score == load_exercise(EXERCISE).max_score
 

@@ -581,3 +581,12 @@ def _sandbox_cases(
             _append(wrong, _unix_sockets(sockets)),
         )
     return cases
+
+
+def report(result, prefix: str) -> dict:
+    """The JSON a hostile cell raised as ``PREFIX {...}`` (its attack's findings)."""
+    for error in result.cell_errors:
+        for line in error.splitlines():
+            if f"{prefix} " in line:
+                return json.loads(line.split(f"{prefix} ", 1)[1])
+    raise AssertionError(f"no {prefix} in {result.id}: {result.cell_errors} {result.notes}")
