@@ -104,15 +104,13 @@ def test_symlinked_and_fifo_submissions_are_invalid(tmp_path):
 
 
 def test_an_unreadable_answer_file_is_an_error_not_a_crash(tmp_path):
-    from types import SimpleNamespace
-
-    from cnnlab.exercises.grading import _Grader
+    from cnnlab.exercises.grading import read_call_outcomes
+    from cnnlab.exercises.protocol import End
 
     (tmp_path / "answer_0.npy").write_bytes(b"")  # np.load raises EOFError
     (tmp_path / "answer_1.npy").write_bytes(b"\x93NUMPY garbage")
-    state = {"answers": {}, "outcome": {}}
-    ended = {0: {"status": "ok"}, 1: {"status": "ok"}}
-    _Grader._collect(SimpleNamespace(), state, [0, 1], ended, tmp_path, None, None, True, 0)
-    assert state["outcome"][0][0] == "error" and "could not be read" in state["outcome"][0][1]
-    assert state["outcome"][1][0] == "error"
-    assert state["answers"] == {}
+    ended = {0: End(call=0, status="ok"), 1: End(call=1, status="ok")}
+    outcomes = read_call_outcomes(tmp_path, [0, 1], ended)
+    assert outcomes[0].status == "error" and "could not be read" in outcomes[0].detail
+    assert outcomes[1].status == "error"
+    assert all(o.answer is None for o in outcomes.values())

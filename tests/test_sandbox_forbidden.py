@@ -3,7 +3,7 @@
 A misspelt name (``torch.nn.functional.conv_2d``) would be a stub of nothing while the real
 function stays reachable, so each name must resolve in a clean interpreter. Then, in a fresh
 interpreter each time (as in the worker's student process), after
-:func:`cnnlab.exercises.worker.install_forbidden` every name resolves to a raising stub:
+:func:`cnnlab.exercises.student.install_forbidden` every name resolves to a raising stub:
 whether its module was imported before the patch (patched in place) or after (patched by the
 import hook), and every ``FORBIDDEN_MODULES`` module imports as a stub. The cnnlab modules an
 exercise forbids are also found on disk, so that the worker's root can cover them.
@@ -27,7 +27,7 @@ EXERCISES = sorted(p for p in (ROOT / "exercises").iterdir() if (p / "tests.py")
 
 CHECK = r"""
 import importlib, json, sys
-from cnnlab.exercises import worker
+from cnnlab.exercises import student
 from cnnlab.exercises.spec import load_exercise
 
 exercise = load_exercise(sys.argv[1])
@@ -67,8 +67,8 @@ if when == "clean":
 if when == "before":  # everything imported, then patched in place
     for name in names:
         resolve(name)
-worker.install_forbidden(names, exercise.name, modules)
-report["verify"] = worker.verify_forbidden(names, modules)
+student.install_forbidden(names, exercise.name, modules)
+report["verify"] = student.verify_forbidden(names, modules)
 for name in names:
     stub = resolve(name)
     if not getattr(stub, "_cnnlab_forbidden", False):

@@ -1,10 +1,15 @@
 """Grade submitted notebooks: one isolated worker per submission, comparisons done here.
 
 The grading process computes every expected answer itself from the exercise's references, then
-for each submission starts a fresh worker (:mod:`cnnlab.exercises.worker`) that runs the
-student's code, isolated (:mod:`cnnlab.exercises.sandbox`). The two exchange only JSON lines and
-``.npy`` files. The worker gets the inputs; it never gets the expected answers, the tests file
-or other submissions. Submissions are graded in parallel, and a submission that hangs, blows
+for each submission starts a fresh worker that runs the student's code, isolated
+(:mod:`cnnlab.exercises.sandbox`): a trusted supervisor (:mod:`cnnlab.exercises.supervisor`),
+forked from the run's preloaded zygote (:mod:`cnnlab.exercises.zygote`), and under it the
+student process (:mod:`cnnlab.exercises.student`). The grading process and the supervisor
+exchange only the typed events of :mod:`cnnlab.exercises.protocol` and ``.npy`` files. The
+worker gets the inputs; it never gets the expected answers, the tests file or other
+submissions. What the workers produced (a frozen
+:class:`~cnnlab.exercises.scoring.RunOutcome`) is scored by a pure function
+(:func:`~cnnlab.exercises.scoring.score_submission`). Submissions are graded in parallel, and a submission that hangs, blows
 up its memory, forks without end, kills itself or leaves an unremovable tree only loses its own
 points.
 
@@ -17,6 +22,7 @@ protections that the grading mode promises are checked, and a missing one stops 
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
 import json
@@ -28,20 +34,32 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import nbformat
 import numpy as np
 
-from cnnlab.exercises import plaindata, protections
+from cnnlab.exercises import plaindata, protections, protocol
 from cnnlab.exercises.cgroups import kill_until_gone
-from cnnlab.exercises.compare import compare, read_answer
+from cnnlab.exercises.compare import read_answer
 from cnnlab.exercises.notebook import read_submission
 from cnnlab.exercises.removal import remove_tree
+from cnnlab.exercises.scoring import (
+    CallOutcome,
+    PreparedTest,
+    RunOutcome,
+    SubmissionResult,
+    TestResult,
+    score_submission,
+)
 from cnnlab.exercises.spec import Exercise, Test, draw_inputs, load_exercise
+from cnnlab.exercises.submissions import find_submissions
 from cnnlab.exercises.workspace import Workspace, open_workspace, preflight
+from cnnlab.exercises.zygote import Zygote, ZygoteError, ZygoteWorker
 
 __all__ = [
     "Limits",
@@ -53,6 +71,9 @@ __all__ = [
 ]
 
 IsolationError = protections.IsolationError
+#: Libraries the zygote preloads when the exercise's notebook imports them (never a module of
+#: cnnlab: an exercise may forbid one, and what the zygote holds every student process holds).
+ZYGOTE_LIBRARIES = ("numpy", "torch")
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024
 _CNNLAB_ROOT = str(Path(__file__).resolve().parents[2])
@@ -94,87 +115,6 @@ class Limits:
     disk_mb: int = 256
 
 
-@dataclass
-class TestResult:
-    name: str
-    function: str
-    hidden: bool
-    max_score: float
-    score: float
-    passed: bool
-    status: str  # passed, failed, not_implemented, missing, error, timeout, memory, crashed
-    message: str
-
-
-@dataclass
-class SubmissionResult:
-    id: str
-    path: str
-    status: str  # ok, error, timeout, memory, crashed, invalid
-    score: float
-    max_score: float
-    tests: list[TestResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    cell_errors: list[str] = field(default_factory=list)
-    isolation: list[str] = field(default_factory=list)
-    protections: dict[str, str] = field(default_factory=dict)
-    missing_protections: list[str] = field(default_factory=list)
-    wall_seconds: float = 0.0
-    student_seconds: float = 0.0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class _Prepared:
-    test: Test
-    args: tuple
-    kwargs: dict
-    expected: np.ndarray
-
-
-def find_submissions(paths: list[str | Path]) -> list[tuple[str, Path]]:
-    """Expand files and folders into ``(id, notebook path)`` pairs, sorted by id.
-
-    A folder contributes its ``*.ipynb`` files (id: the file's stem) and the notebooks one level
-    down (``student/notebook.ipynb``, id: the folder's name). Repeated ids get ``-2``, ``-3``.
-    Symbolic links are not followed inside a folder: a linked notebook or student folder is
-    listed as it is and graded ``invalid`` (a link could point at the instructor's solution).
-    """
-    found: list[tuple[str, Path]] = []
-    for raw in paths:
-        path = Path(os.path.abspath(raw))
-        if path.is_dir():
-            for nb in sorted(path.glob("*.ipynb")):
-                found.append((nb.stem, nb))
-            for sub in sorted(
-                p
-                for p in path.iterdir()
-                if p.is_symlink() and p.is_dir() and not p.name.startswith(".")
-            ):
-                found.append((sub.name, sub))  # read_submission refuses it: invalid
-            for sub in sorted(
-                p
-                for p in path.iterdir()
-                if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
-            ):
-                notebooks = sorted(sub.glob("*.ipynb"))
-                for nb in notebooks:
-                    ident = sub.name if len(notebooks) == 1 else f"{sub.name}-{nb.stem}"
-                    found.append((ident, nb))
-        elif path.exists() or path.is_symlink():
-            found.append((path.stem, path))
-        else:
-            raise ValueError(f"submission path {str(path)!r} does not exist")
-    seen: dict[str, int] = {}
-    unique = []
-    for ident, nb in found:
-        seen[ident] = seen.get(ident, 0) + 1
-        unique.append((ident if seen[ident] == 1 else f"{ident}-{seen[ident]}", nb))
-    return sorted(unique)
-
-
 def _encode(value: object, directory: Path, stem: str) -> dict:
     """Encode a test input as plain data, each array saved as ``directory/<key>.npy``."""
 
@@ -185,12 +125,12 @@ def _encode(value: object, directory: Path, stem: str) -> dict:
     return plaindata.encode(value, stem, store)
 
 
-def _prepare(exercise: Exercise) -> list[_Prepared]:
+def _prepare(exercise: Exercise) -> list[PreparedTest]:
     prepared = []
     for test in exercise.tests:
         args, kwargs = draw_inputs(test)
         expected = np.asarray(test.reference(*args, **kwargs), dtype=float)
-        prepared.append(_Prepared(test, args, kwargs, expected))
+        prepared.append(PreparedTest(test, args, kwargs, expected))
     return prepared
 
 
@@ -269,19 +209,154 @@ def _kill_uid(uid: int) -> None:
     kill_until_gone(lambda: set(_uid_processes(uid)), 50, 0.02)
 
 
-def _record(raw: dict) -> dict[str, str]:
-    """A worker's protection record, as plain short strings (it comes from the supervisor)."""
-    record = {}
-    for key, value in list(raw.items())[:60]:
-        if isinstance(key, str) and len(key) <= 40:
-            record[key] = str(value)[:200]
-    return record
+def worker_environment() -> dict[str, str]:
+    """The environment of every worker: no host variables, one thread per library."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": _CNNLAB_ROOT,
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "LANG": "C.UTF-8",
+    }
+
+
+def zygote_preload(exercise: Exercise, source: nbformat.NotebookNode | None) -> list[str]:
+    """What the zygote imports: the exercise's ``PRELOAD``, and the libraries of
+    :data:`ZYGOTE_LIBRARIES` that the instructor's notebook imports."""
+    imported: set[str] = set()
+    for cell in source.cells if source is not None else []:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    extra = [name for name in ZYGOTE_LIBRARIES if name in imported]
+    return list(dict.fromkeys([*exercise.preload, *extra]))
+
+
+def _start_zygote(grader: _Grader) -> Zygote | None:
+    """The run's zygote, or None (with a warning) where it cannot be used."""
+    forbidden = list(grader.exercise.forbidden_modules)
+    try:
+        zygote = Zygote(
+            zygote_preload(grader.exercise, grader.source), forbidden, worker_environment()
+        )
+    except (OSError, ZygoteError) as error:
+        warnings.warn(f"no zygote ({error}): workers start as fresh interpreters", stacklevel=3)
+        return None
+    if zygote.tainted or zygote.threads != 1:
+        zygote.close()
+        why = f"it loaded {zygote.tainted}" if zygote.tainted else f"{zygote.threads} threads"
+        warnings.warn(f"no zygote ({why}): workers start as fresh interpreters", stacklevel=3)
+        return None
+    return zygote
 
 
 def _table_order(name: str) -> tuple[int, str]:
     names = protections.NAMES
     base = name.removesuffix("_error")
     return (names.index(base) if base in names else len(names), name)
+
+
+def read_call_outcomes(
+    scratch: Path, pending: list[int], ended: dict[int, protocol.End]
+) -> dict[int, CallOutcome]:
+    """How each ended call of ``pending`` came out; an ``ok`` answer is read from ``scratch``.
+
+    Each answer must be the file whose SHA-256 the supervisor took when its call ended; an
+    empty, truncated, changed or non-numeric file makes the call an ``error``.
+    """
+    outcomes: dict[int, CallOutcome] = {}
+    scratch_fd = os.open(scratch, os.O_DIRECTORY)
+    try:
+        for index in pending:
+            event = ended.get(index)
+            if event is None:
+                continue
+            if event.status != "ok":
+                outcomes[index] = CallOutcome(event.status, event.detail[:1500])
+                continue
+            try:
+                answer = read_answer(scratch_fd, f"answer_{index}.npy", sha256=event.sha256)
+            except Exception as error:  # noqa: BLE001 (empty, truncated, garbage)
+                why = f"the answer could not be read: {type(error).__name__}: {error}"
+                outcomes[index] = CallOutcome("error", why)
+                continue
+            outcomes[index] = CallOutcome("ok", "", answer)
+    finally:
+        os.close(scratch_fd)
+    return outcomes
+
+
+def _how_it_ended(returncode: int | None) -> str:
+    """An exit status in words: ``killed by signal SIGKILL``, ``exit code 3``."""
+    if returncode and returncode < 0 and -returncode in signal.valid_signals():
+        return f"killed by signal {signal.Signals(-returncode).name}"
+    if returncode and returncode > 128 and returncode - 128 in signal.valid_signals():
+        return f"killed by signal {signal.Signals(returncode - 128).name}"
+    return f"exit code {returncode}"
+
+
+@dataclass
+class _EventLog:
+    """What one worker run's event stream said, as the grading process reads it."""
+
+    pending: list[int]
+    first_run: bool
+    had: dict[str, str] = field(default_factory=dict)
+    refused: tuple[str, ...] | None = None
+    cell_errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    memory: bool = False
+    student_seconds: float = 0.0
+    ended: dict[int, protocol.End] = field(default_factory=dict)
+    call: int | None = None  # the call running now
+    cell: int | None = None  # the cell running now
+    cells_done: bool = False
+    done: bool = False
+    keys_cleared: bool = False
+
+    def take(self, message: protocol.Message | None) -> bool:
+        """Record one event; True when a call began (its clock starts)."""
+        if isinstance(message, (protocol.Ready, protocol.Refused)):
+            self.had = dict(message.isolation)
+            if isinstance(message, protocol.Refused):
+                names = [x for x in message.missing if x in protections.NAMES]
+                self.refused = tuple(names) or ("(unknown)",)
+        elif isinstance(message, protocol.CellStarted) and not self.cells_done:
+            self.cell = message.cell
+        elif isinstance(message, protocol.CellError):
+            if self.first_run and len(self.cell_errors) < 50:
+                self.cell_errors.append(f"cell {message.cell}: {message.error[-1500:]}")
+                self.memory = self.memory or message.memory
+        elif isinstance(message, protocol.CellsDone):
+            self.cells_done, self.cell = True, None
+            self.student_seconds += message.seconds
+        elif isinstance(message, protocol.Note) and self.first_run and len(self.notes) < 40:
+            self.notes.append(message.text[:500])
+        elif isinstance(message, protocol.Begin):
+            expected = next((i for i in self.pending if i not in self.ended), None)
+            if self.call is None and message.call == expected:
+                self.call = message.call
+                return True
+        elif isinstance(message, protocol.End) and message.call == self.call is not None:
+            self.ended[message.call] = message
+            if message.status == "ok":
+                self.student_seconds += message.seconds
+            self.call = None
+        elif isinstance(message, protocol.Done):
+            self.done, self.keys_cleared = True, message.keys_cleared
+        return False
 
 
 class _Grader:
@@ -314,33 +389,24 @@ class _Grader:
         self.promised = protections.promised(self.mode, limits.network)
         self.required: tuple[str, ...] = ()  # what a worker must have to run student code
         self.refusals: dict[str, str] = {}  # set on the first refusal: stop starting workers
+        self.zygote: Zygote | None = None  # None: each worker is a fresh interpreter
 
-    # One worker run over the calls ``pending`` (indices into self.prepared).
-    def _run_worker(
-        self,
-        ident: str,
-        code,
-        pending: list[int],
-        run_cells: bool,
-        deadline: float,
-        slot: int,
-        state: dict,
-    ) -> list[int]:
-        uid = self.slot_uids[slot] if self.is_root else None
-        space = open_workspace(
-            self.workdir, slot, uid, self.limits.disk_mb, self.limits.nproc, self.limits.memory_mb
-        )
-        try:
-            return self._run_in(space, code, pending, run_cells, deadline, state)
-        finally:
-            scrub = not state.pop("keys_cleared_now", False)  # the worker did it on its way out
-            state.setdefault("released", []).append(space.release(scrub_keys=scrub))
+    def _test(self, index: int) -> Test:
+        return self.prepared[index].test
 
-    def _job(self, space: Workspace, code, pending: list[int], run_cells: bool) -> dict:
-        """The job file of one worker run: cells, calls (inputs by file name), sandbox."""
+    def _call_limit(self, index: int) -> float:
+        return self._test(index).time_limit * self.limits.time_scale
+
+    def _describe(self, index: int) -> str:
+        test = self._test(index)
+        return f"test `{test.name}` (a call of `{test.function}`)"
+
+    def _write_job(self, space: Workspace, code, pending: list[int]) -> None:
+        """The job folder of one worker run: ``job.json``, ``calls.json``, inputs, ``hide.json``."""
+        for name in os.listdir(self.inputs):
+            os.link(self.inputs / name, space.job_dir / name)
         sandbox = {
             "uid": space.uid,
-            "hide": [*self.hide, str(self.inputs)],
             "memory_bytes": self.limits.memory_mb << 20,
             "nproc": self.limits.nproc,
             "fsize_bytes": self.limits.fsize_mb << 20,
@@ -348,138 +414,79 @@ class _Grader:
             "forbidden_modules": list(self.exercise.forbidden_modules),
             **space.sandbox_config(private_size=self.limits.disk_mb << 20),
         }
-        return {
+        job = {
             "exercise": self.exercise.name,
             "preload": list(self.exercise.preload),
             "forbidden": list(self.exercise.forbidden),
             "forbidden_modules": list(self.exercise.forbidden_modules),
             "cells": code.cells,
-            "run_cells": run_cells,
-            "calls": [self.calls[i] for i in pending],
-            "call_ids": pending,
+            "run_cells": True,
             "required": list(self.required),
             "sandbox": sandbox,
         }
+        calls = {"calls": [self.calls[i] for i in pending], "call_ids": pending}
+        (space.job_dir / "job.json").write_text(json.dumps(job))
+        (space.job_dir / "calls.json").write_text(json.dumps(calls))
+        (space.job_dir / "hide.json").write_text(json.dumps([*self.hide, str(self.inputs)]))
+
+    def _launch(self, space: Workspace, write_fd: int, stderr) -> subprocess.Popen | ZygoteWorker:
+        """Start the worker's supervisor: forked by the zygote, or as a fresh interpreter."""
+        scratch = str(space.scratch.home)
+        if self.zygote is not None:
+            return self.zygote.spawn(str(space.job_dir), scratch, write_fd, stderr.fileno())
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-P",
+                "-s",
+                "-c",
+                "from cnnlab.exercises.supervisor import main; main()",
+                str(space.job_dir),
+                str(write_fd),
+            ],
+            pass_fds=(write_fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=worker_environment(),
+            cwd=scratch,
+            start_new_session=True,
+        )
+
+    def _run_worker(
+        self, code, pending: list[int], deadline: float, slot: int, first_run: bool
+    ) -> tuple[RunOutcome, list[int]]:
+        """One worker run over the calls ``pending``: its outcome, and the calls left to run."""
+        uid = self.slot_uids[slot] if self.is_root else None
+        space = open_workspace(
+            self.workdir, slot, uid, self.limits.disk_mb, self.limits.nproc, self.limits.memory_mb
+        )
+        outcome, left = RunOutcome(), []
+        try:
+            outcome, left = self._run_in(space, code, pending, deadline, first_run)
+        finally:
+            # The supervisor cleared the uid's keys on its way out when it says so.
+            record = space.release(scrub_keys=not outcome.had.get("_keys_cleared_now"))
+            had = {k: v for k, v in outcome.had.items() if k != "_keys_cleared_now"}
+            outcome = replace(outcome, had=had, released=(record,))
+        return outcome, left
 
     def _run_in(
-        self, space: Workspace, code, pending: list[int], run_cells: bool, deadline: float, state
-    ) -> list[int]:
-        """Run one worker in ``space`` over the calls ``pending``; return those left to run."""
-        job_file = space.job_dir
-        for name in os.listdir(self.inputs):  # inputs live beside job.json
-            os.link(self.inputs / name, job_file / name)
-        (job_file / "job.json").write_text(json.dumps(self._job(space, code, pending, run_cells)))
-        scratch = space.scratch.home
-        run_dir = space.folder
+        self, space: Workspace, code, pending: list[int], deadline: float, first_run: bool
+    ) -> tuple[RunOutcome, list[int]]:
+        """Run one worker in ``space`` over the calls ``pending``."""
+        self._write_job(space, code, pending)
+        stderr_path = space.folder / "stderr.txt"
         read_fd, write_fd = os.pipe()
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": _CNNLAB_ROOT,
-            "PYTHONHASHSEED": "0",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "MPLBACKEND": "Agg",
-            "LANG": "C.UTF-8",
-        }
-        stderr_path = run_dir / "stderr.txt"
-        with open(stderr_path, "wb") as stderr:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-P",
-                    "-s",
-                    "-c",
-                    "from cnnlab.exercises.worker import main; main()",
-                    str(job_file),
-                    str(write_fd),
-                ],
-                pass_fds=(write_fd,),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=env,
-                cwd=str(scratch),
-                start_new_session=True,
-            )
-        os.close(write_fd)
-        # Cell errors are relayed from the first run only: a restarted worker (after a call's
-        # timeout) has had hidden inputs, and anything it stashed must not reach the feedback.
-        first_run = state.setdefault("runs", 0) == 0
-        state["runs"] += 1
-        buffer, received = b"", 0
-        current: int | None = None
-        call_deadline = float("inf")
-        ended: dict[int, dict] = {}
-        killed_for = None
-        exited_at = None
-        done = False
         try:
-            while True:
-                now = time.monotonic()
-                if now >= deadline:
-                    killed_for = "submission"
-                    break
-                if now >= call_deadline:
-                    killed_for = "call"
-                    break
-                if exited_at is not None and now - exited_at > 0.5:
-                    break
-                wait = max(0.0, min(deadline, call_deadline, now + 0.2) - now)
-                ready, _, _ = select.select([read_fd], [], [], wait)
-                if process.poll() is not None and exited_at is None:
-                    exited_at = time.monotonic()
-                if not ready:
-                    continue
-                chunk = os.read(read_fd, 65536)
-                if not chunk:
-                    break
-                received += len(chunk)
-                if received > MAX_EVENT_BYTES:
-                    state["notes"].append("the worker sent too much protocol data; stopped")
-                    break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    try:
-                        event = json.loads(line)
-                        kind = event["e"]
-                    except (ValueError, TypeError, KeyError):
-                        continue
-                    if kind in ("ready", "refused") and isinstance(event.get("isolation"), dict):
-                        state["had"] = _record(event["isolation"])
-                        if kind == "refused":
-                            state["refused"] = [
-                                str(x) for x in event.get("missing", []) if x in protections.NAMES
-                            ] or ["(unknown)"]
-                    elif kind == "cell" and first_run and len(state["cell_errors"]) < 50:
-                        cell = event.get("cell")
-                        state["cell_errors"].append(
-                            f"cell {cell}: {str(event.get('error'))[-1500:]}"
-                        )
-                        if event.get("memory"):
-                            state["memory"] = True
-                    elif kind == "done":
-                        done = True
-                        state["keys_cleared_now"] = event.get("keys_cleared") is True
-                    elif kind == "cells_done":
-                        state["student_seconds"] += float(event.get("seconds", 0.0))
-                    elif kind == "note" and first_run and len(state["notes"]) < 40:
-                        state["notes"].append(str(event.get("text"))[:500])
-                    elif (
-                        kind == "begin"
-                        and current is None
-                        and event.get("call") == next((i for i in pending if i not in ended), None)
-                    ):
-                        current = event["call"]
-                        test = self.prepared[current].test
-                        call_deadline = time.monotonic() + test.time_limit * self.limits.time_scale
-                    elif kind == "end" and current is not None and event.get("call") == current:
-                        ended[current] = event
-                        if event.get("status") == "ok":
-                            state["student_seconds"] += float(event.get("seconds", 0.0))
-                        current, call_deadline = None, float("inf")
+            with open(stderr_path, "wb") as stderr:
+                process = self._launch(space, write_fd, stderr)
+        finally:
+            os.close(write_fd)
+        log = _EventLog(pending, first_run)
+        killed_for, received = None, 0
+        try:
+            killed_for, received = self._read_events(read_fd, process, log, deadline)
         finally:
             os.close(read_fd)
             if killed_for is None:
@@ -491,71 +498,103 @@ class _Grader:
             space.kill()
             if space.uid is not None:
                 _kill_uid(space.uid)
-        returncode = process.returncode
-        self._collect(state, pending, ended, scratch, killed_for, current, done, returncode)
-        if state.get("crashed_now"):
-            calls = [*ended, *([current] if current is not None else [])]
-            if any(self.prepared[i].test.hidden for i in calls):
+        if received > MAX_EVENT_BYTES:
+            log.notes.append("the worker sent too much protocol data; stopped")
+        calls = read_call_outcomes(space.scratch.home, pending, log.ended)
+        timeout = crashed = None
+        memory = log.memory
+        if killed_for == "call" and log.call is not None:
+            limit = self._call_limit(log.call)
+            calls[log.call] = CallOutcome("timeout", f"the call took longer than {limit:g} s")
+            timeout = f"{self._describe(log.call)} took longer than its {limit:g} s"
+        elif killed_for == "submission":
+            if log.call is not None:
+                where = f"during {self._describe(log.call)}"
+            elif log.cell is not None:
+                where = f"in cell {log.cell} of the notebook"
+            elif not log.cells_done:
+                where = "before its cells ran"
+            else:
+                where = "between tests"
+            timeout = f"the submission ran out of its {self.limits.timeout:g} s {where}"
+        elif not log.done or any(i not in log.ended for i in pending):
+            returncode = process.returncode
+            if returncode in (-signal.SIGKILL, 128 + signal.SIGKILL):
+                memory = True
+            seen = [*log.ended, *([log.call] if log.call is not None else [])]
+            if any(self._test(i).hidden for i in seen):
                 # Once a hidden input has reached the student's code, how the worker ended
                 # (an exit code, a signal, the supervisor's last words) is a channel the
                 # student chooses: say only that it ended.
-                state.pop("crashed_now")
-                state["crashed"] = "the worker ended early, during the hidden tests"
+                crashed = "the worker ended early, during the hidden tests"
             else:
                 tail = stderr_path.read_bytes()[-600:].decode(errors="replace").strip()
-                state["crashed"] = state.pop("crashed_now") + (f": {tail}" if tail else "")
-        return [i for i in pending if i not in state["outcome"]] if killed_for == "call" else []
+                crashed = f"the worker ended early ({_how_it_ended(returncode)})"
+                crashed += f": {tail}" if tail else ""
+        had = dict(log.had)
+        if log.keys_cleared:
+            had["_keys_cleared_now"] = "yes"
+        outcome = RunOutcome(
+            calls=MappingProxyType(calls),
+            cell_errors=tuple(log.cell_errors),
+            notes=tuple(log.notes),
+            had=MappingProxyType(had),
+            refused=log.refused,
+            memory=memory,
+            timeout=timeout,
+            crashed=crashed,
+            student_seconds=log.student_seconds,
+            runs=1,
+        )
+        left = [i for i in pending if i not in calls] if killed_for == "call" else []
+        return outcome, left
 
-    def _collect(self, state, pending, ended, scratch, killed_for, current, done, returncode):
-        """Read the answers (each must be the file the supervisor hashed when its call ended)."""
-        scratch_fd = os.open(scratch, os.O_DIRECTORY)
-        try:
-            for index in pending:
-                event = ended.get(index)
-                if event is None:
-                    continue
-                status = str(event.get("status"))
-                if status == "ok":
-                    try:
-                        state["answers"][index] = read_answer(
-                            scratch_fd, f"answer_{index}.npy", sha256=event.get("sha256")
-                        )
-                    except Exception as error:  # noqa: BLE001 (empty, truncated, garbage)
-                        state["outcome"][index] = (
-                            "error",
-                            f"the answer could not be read: {type(error).__name__}: {error}",
-                        )
-                        continue
-                    state["outcome"][index] = ("ok", "")
-                else:
-                    state["outcome"][index] = (status, str(event.get("detail", ""))[:1500])
-        finally:
-            os.close(scratch_fd)
-        if killed_for == "call" and current is not None:
-            limit = self.prepared[current].test.time_limit * self.limits.time_scale
-            state["outcome"][current] = ("timeout", f"the call took longer than {limit:g} s")
-            state["timeout"] = True
-        elif killed_for == "submission":
-            state["timeout"] = True
-            state["notes"].append(f"the submission ran out of its {self.limits.timeout:g} s")
-        elif not done or any(i not in ended for i in pending):
-            if returncode and returncode < 0 and -returncode in signal.valid_signals():
-                how = f"killed by signal {signal.Signals(-returncode).name}"
-            elif returncode and returncode > 128 and returncode - 128 in signal.valid_signals():
-                how = f"killed by signal {signal.Signals(returncode - 128).name}"
-            else:
-                how = f"exit code {returncode}"
-            if returncode in (-signal.SIGKILL, 128 + signal.SIGKILL):
-                state["memory"] = True
-            state["crashed_now"] = f"the worker ended early ({how})"
+    def _read_events(
+        self, read_fd: int, process, log: _EventLog, deadline: float
+    ) -> tuple[str | None, int]:
+        """Read the event stream until it ends or a clock runs out.
 
-    def _record_isolation(self, result: SubmissionResult, state: dict) -> None:
+        Returns what the worker was stopped for (``"submission"``: its wall-clock time;
+        ``"call"``: the running call's time limit; None: it ended by itself) and the bytes read.
+        """
+        buffer, received = b"", 0
+        call_deadline = float("inf")
+        exited_at = None
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return "submission", received
+            if now >= call_deadline:
+                return "call", received
+            if exited_at is not None and now - exited_at > 0.5:
+                return None, received
+            wait = max(0.0, min(deadline, call_deadline, now + 0.2) - now)
+            ready, _, _ = select.select([read_fd], [], [], wait)
+            if process.poll() is not None and exited_at is None:
+                exited_at = time.monotonic()
+            if not ready:
+                continue
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                return None, received
+            received += len(chunk)
+            if received > MAX_EVENT_BYTES:
+                return None, received
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if log.take(protocol.decode(line)):
+                    call_deadline = time.monotonic() + self._call_limit(log.call)
+                elif log.call is None:
+                    call_deadline = float("inf")
+
+    def _record_isolation(self, result: SubmissionResult, outcome: RunOutcome) -> None:
         """What the worker had (its own record, the grader's limits, the clean-up after it)."""
-        if not state.get("runs"):
+        if not outcome.runs:
             return  # no worker ran (an invalid notebook, or the run stopped before it)
-        had = dict(state["had"])
+        had = dict(outcome.had)
         had["wall_clock"] = f"{self.limits.timeout:g} s per submission"
-        released = state.get("released", [])
+        released = outcome.released
         if released and all("scratch_discarded" in r for r in released):
             had["scratch_discarded"] = released[-1]["scratch_discarded"]
         result.protections = {k: had[k] for k in sorted(had, key=_table_order)}
@@ -565,99 +604,26 @@ class _Grader:
     def grade_one(self, ident: str, path: Path) -> SubmissionResult:
         started = time.monotonic()
         code = read_submission(path, self.source)
-        result = SubmissionResult(
-            ident, str(path), "ok", 0.0, self.exercise.max_score, notes=list(code.notes)
-        )
-        state = {
-            "answers": {},
-            "outcome": {},
-            "notes": result.notes,
-            "cell_errors": result.cell_errors,
-            "had": {},
-            "refused": None,
-            "memory": False,
-            "timeout": False,
-            "crashed": None,
-            "student_seconds": 0.0,
-        }
+        outcome = RunOutcome()
         if code.invalid is None and not self.refusals:
             slot = self.slots.get()
             try:
                 deadline = started + self.limits.timeout
                 # Visible tests first: every message the student's code can shape (cell errors,
                 # visible failures) is made before it has seen any hidden input.
-                pending = sorted(
-                    range(len(self.prepared)), key=lambda i: self.prepared[i].test.hidden
-                )
-                while pending and time.monotonic() < deadline and not state["refused"]:
-                    pending = self._run_worker(ident, code, pending, True, deadline, slot, state)
+                pending = sorted(range(len(self.prepared)), key=lambda i: self._test(i).hidden)
+                while pending and time.monotonic() < deadline and not outcome.refused:
+                    run, pending = self._run_worker(code, pending, deadline, slot, not outcome.runs)
+                    outcome = outcome.then(run)
             finally:
                 self.slots.put(slot)
-        self._record_isolation(result, state)
-        if state["refused"]:
-            why = {n: state["had"].get(f"{n}_error", "") for n in state["refused"]}
-            self.refusals.update(why)
-            result.notes.append(
-                "not graded: the worker lacked protections this grading mode promises: "
-                + ", ".join(state["refused"])
-            )
-            state["crashed"], state["timeout"] = None, False  # status: error, tests not run
-        for index, item in enumerate(self.prepared):
-            test = item.test
-            outcome, detail = state["outcome"].get(index, (None, ""))
-            if code.invalid is not None:
-                status, message = "error", code.invalid
-            elif outcome == "ok":
-                passed, message = compare(test, item.expected, state["answers"][index])
-                status = "passed" if passed else "failed"
-            elif outcome is None:
-                if state["timeout"]:
-                    status, message = "timeout", "not run: the submission ran out of time"
-                elif state["crashed"]:
-                    status, message = "crashed", "not run: " + state["crashed"]
-                else:
-                    status, message = "error", "not run"
-            elif outcome == "missing":
-                status, message = (
-                    "missing",
-                    f"{detail}: define `{test.function}` with this exact name",
-                )
-            elif outcome == "not_implemented":
-                status, message = (
-                    "not_implemented",
-                    f"`{test.function}` is not implemented yet (raise NotImplementedError())",
-                )
-            else:
-                status, message = outcome, detail
-            score = float(test.points) if status == "passed" else 0.0
-            result.tests.append(
-                TestResult(
-                    test.name,
-                    test.function,
-                    test.hidden,
-                    float(test.points),
-                    score,
-                    status == "passed",
-                    status,
-                    message,
-                )
-            )
-        result.score = float(sum(t.score for t in result.tests))
-        if code.invalid is not None:
-            result.status = "invalid"
-        elif state["timeout"]:
-            result.status = "timeout"
-        elif state["memory"] or any(t.status == "memory" for t in result.tests):
-            result.status = "memory"
-        elif state["crashed"]:
-            result.status = "crashed"
-            result.notes.append(state["crashed"])
-        elif result.cell_errors or any(
-            t.status not in ("passed", "failed", "not_implemented") for t in result.tests
-        ):
-            result.status = "error"
+        if outcome.refused:
+            self.refusals.update({n: outcome.had.get(f"{n}_error", "") for n in outcome.refused})
+        result = score_submission(
+            ident, str(path), self.prepared, outcome, invalid=code.invalid, notes=code.notes
+        )
+        self._record_isolation(result, outcome)
         result.wall_seconds = time.monotonic() - started
-        result.student_seconds = state["student_seconds"]
         return result
 
 
@@ -685,6 +651,7 @@ def grade_submissions(
     out_dir: str | Path | None = None,
     progress: bool = True,
     allow_weak_isolation: bool = False,
+    zygote: bool = True,
 ) -> list[SubmissionResult]:
     """Grade notebooks in isolated workers, in parallel; results sorted by submission id.
 
@@ -706,6 +673,9 @@ def grade_submissions(
         Grade even where a protection that this mode promises (see
         :mod:`cnnlab.exercises.protections`) is missing; each result records what its worker
         had. Default: refuse.
+    zygote : bool
+        Fork each worker from a preloaded zygote (:mod:`cnnlab.exercises.zygote`); False
+        starts each as a fresh interpreter (slower by the libraries' import time).
 
     Raises
     ------
@@ -745,6 +715,10 @@ def grade_submissions(
             grader.required = tuple(
                 n for n in grader.promised if n not in ("wall_clock", *protections.AFTER)
             )
+        if zygote:
+            grader.zygote = _start_zygote(grader)
+            if grader.zygote is not None:
+                stack.callback(grader.zygote.close)
         results = _grade_all(grader, found, jobs, progress)
     finally:
         stack.close()

@@ -37,11 +37,11 @@ _MAGIC = re.compile(r"^\s*[%!]")
 
 
 def strip_solutions(source: str) -> str:
-    """Replace each ``### BEGIN/END SOLUTION`` block by ``raise NotImplementedError()``.
+    r"""Replace each ``### BEGIN/END SOLUTION`` block by ``raise NotImplementedError()``.
 
     Examples
     --------
-    >>> cell = "def f(x):\\n    ### BEGIN SOLUTION\\n    return x\\n    ### END SOLUTION"
+    >>> cell = "def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION"
     >>> print(strip_solutions(cell))
     def f(x):
         # YOUR CODE HERE
@@ -69,11 +69,11 @@ def strip_solutions(source: str) -> str:
 
 
 def cell_checksum(cell: dict) -> str:
-    """SHA-256 of a cell's type and source (whitespace at the ends ignored).
+    r"""SHA-256 of a cell's type and source (whitespace at the ends ignored).
 
     Examples
     --------
-    >>> a = cell_checksum({"cell_type": "code", "source": "x = 1\\n"})
+    >>> a = cell_checksum({"cell_type": "code", "source": "x = 1\n"})
     >>> a == cell_checksum({"cell_type": "code", "source": "x = 1"})
     True
     >>> a == cell_checksum({"cell_type": "markdown", "source": "x = 1"})

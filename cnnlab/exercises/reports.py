@@ -2,10 +2,16 @@
 
 Layout of the report folder ``DIR``::
 
-    DIR/grades.csv                    one row per submission: id, status, each test, total
-    DIR/feedback/<id>.md              what the student reads
-    DIR/results/<id>/results.json     Gradescope's format (score, tests[])
+    DIR/grades.csv                    one row per submission: id (verbatim), status, each test, total
+    DIR/feedback/<name>.md            what the student reads
+    DIR/results/<name>/results.json   Gradescope's format (score, tests[], output as plain text)
+    DIR/files.json                    id -> its feedback and results files
     DIR/isolation.json                the protections each worker ran with
+
+``<name>`` is the id made safe for a file name (:func:`report_names`): unique even where two
+ids differ only in characters a file name cannot hold (``alice smith``, ``alice_smith``) or in
+case, so one student's feedback can never overwrite another's; ``files.json`` records which
+file is whose.
 
 All of it is written by the grading process after the workers are gone.
 """
@@ -21,7 +27,14 @@ from cnnlab.exercises import protections
 from cnnlab.exercises.grading import Limits, SubmissionResult, grade_submissions
 from cnnlab.exercises.spec import Exercise, load_exercise
 
-__all__ = ["grade", "write_reports", "feedback_markdown", "gradescope_json", "isolation_report"]
+__all__ = [
+    "grade",
+    "write_reports",
+    "report_names",
+    "feedback_markdown",
+    "gradescope_json",
+    "isolation_report",
+]
 
 HIDDEN_FEEDBACK = ("names", "none")
 
@@ -29,6 +42,33 @@ HIDDEN_FEEDBACK = ("names", "none")
 def _safe_name(ident: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in ident).lstrip(".")
     return cleaned or "submission"
+
+
+def report_names(ids: list[str]) -> dict[str, str]:
+    """A file name stem for each id, unique over ``ids`` ignoring case.
+
+    An id that is already a safe name keeps it; the others get their safe form, with ``-2``,
+    ``-3``, ... added where that is taken. Ids are processed in sorted order, so the names do
+    not depend on the order of ``ids``.
+    """
+    ordered = sorted(set(ids))
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for ident in ordered:  # ids that need no change first: they keep their own name
+        if _safe_name(ident) == ident and ident.casefold() not in taken:
+            names[ident] = ident
+            taken.add(ident.casefold())
+    for ident in ordered:
+        if ident in names:
+            continue
+        base = _safe_name(ident)
+        name, count = base, 1
+        while name.casefold() in taken:
+            count += 1
+            name = f"{base}-{count}"
+        names[ident] = name
+        taken.add(name.casefold())
+    return names
 
 
 def _fence(text: str) -> str:
@@ -86,11 +126,18 @@ def gradescope_json(result: SubmissionResult, hidden_feedback: str = "names") ->
                 "max_score": test.max_score,
                 "status": "passed" if test.passed else "failed",
                 "output": output,
+                "output_format": "text",
                 "visibility": visibility,
             }
         )
     notes = [f"status: {result.status}"] + result.notes[:20] + result.cell_errors[:5]
-    return {"score": result.score, "output": "\n".join(notes), "tests": tests}
+    return {
+        "score": result.score,
+        "output": "\n".join(notes),
+        "output_format": "text",
+        "test_output_format": "text",
+        "tests": tests,
+    }
 
 
 def write_reports(
@@ -100,7 +147,9 @@ def write_reports(
     hidden_feedback: str = "names",
     network: bool = False,
 ) -> Path:
-    """Write ``grades.csv``, ``feedback/*.md``, ``results/*/results.json``, ``isolation.json``.
+    """Write ``grades.csv``, ``feedback/*.md``, ``results/*/results.json``, ``files.json`` and
+    ``isolation.json``; ids must be unique (:func:`cnnlab.exercises.grading.find_submissions`
+    makes them so).
 
     ``network`` says the run left the network reachable (``--allow-network``), so
     ``isolation.json`` does not count the network namespace as promised.
@@ -127,15 +176,25 @@ def write_reports(
                     f"{result.max_score:g}",
                 ]
             )
+    ids = [result.id for result in results]
+    if len(set(ids)) != len(ids):
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"submission ids must be unique; repeated: {repeated}")
+    names = report_names(ids)
+    files = {}
     for result in results:
-        name = _safe_name(result.id)
-        (out / "feedback" / f"{name}.md").write_text(
-            feedback_markdown(result, exercise, hidden_feedback)
-        )
+        name = names[result.id]
+        feedback = out / "feedback" / f"{name}.md"
+        feedback.write_text(feedback_markdown(result, exercise, hidden_feedback))
         folder = out / "results" / name
         folder.mkdir(exist_ok=True)
         text = json.dumps(gradescope_json(result, hidden_feedback), indent=1) + "\n"
         (folder / "results.json").write_text(text)
+        files[result.id] = {
+            "feedback": f"feedback/{name}.md",
+            "results": f"results/{name}/results.json",
+        }
+    (out / "files.json").write_text(json.dumps(files, indent=1, ensure_ascii=False) + "\n")
     report = isolation_report(results, network)
     (out / "isolation.json").write_text(json.dumps(report, indent=1) + "\n")
     return out

@@ -32,6 +32,7 @@ folder (pyenv under ``/root``) is exposed alone.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import resource
 import signal
@@ -285,6 +286,20 @@ def _keyrings(had: dict[str, str]) -> None:
         had["uid_keys_cleared_error"] = str(error)[:200]
 
 
+def _hide_list(config: dict) -> list[str]:
+    """The folders to cover in the fallback: ``hide``, or read from the file ``hide_fd``.
+
+    The supervisor passes the descriptor of ``hide.json`` unread, so that with a minimal root
+    the list (other submissions' paths) never enters its memory, which the student process
+    inherits.
+    """
+    if "hide_fd" in config:
+        fd = int(config["hide_fd"])
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return [str(path) for path in json.loads(handle.read())]
+    return [str(path) for path in config.get("hide", [])]
+
+
 def enter(config: dict) -> dict[str, str]:
     """Isolate this process as ``config`` asks; return the protections in force.
 
@@ -300,7 +315,8 @@ def enter(config: dict) -> dict[str, str]:
         :mod:`cnnlab.exercises.scratch`), ``disk_limited``, ``disk_bytes``, ``private_size``,
         ``cgroups`` (controller -> ``cgroup.procs`` file to join), ``forbidden_modules``,
         ``nproc``, ``fsize_bytes``, ``nofile``, ``network`` (allow network when true), and for
-        the fallback without a minimal root ``hide`` and ``staging``.
+        the fallback without a minimal root ``hide`` (or ``hide_fd``, a descriptor of the same
+        list as JSON) and ``staging``.
 
     Returns
     -------
@@ -332,7 +348,7 @@ def enter(config: dict) -> dict[str, str]:
     if "mount_namespace" in had and config.get("root"):
         plan = _build_root(config, had)
     if plan is None and "mount_namespace" in had:
-        hidden = _hide(list(config.get("hide", [])), [config["scratch"], PACKAGE_DIR])
+        hidden = _hide(_hide_list(config), [config["scratch"], PACKAGE_DIR])
         had["hidden_folders"] = str(len(hidden))
         if is_root and config.get("uid") is not None and config.get("staging"):
             needed = [p for p in sys.path if p] + [sys.prefix, sys.base_prefix, PACKAGE_DIR]

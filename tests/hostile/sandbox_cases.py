@@ -238,3 +238,36 @@ def marker(path: Path, exercise_dir: Path, target: str) -> Path:
     """Write the notebook that creates the file ``target`` (proof that its code ran)."""
     code = f"open({target!r}, 'w').write('ran')\n"
     return _write(path, cases._append(_wrong(exercise_dir), code))
+
+
+SNOOP = """import gc, json, os
+_found = {{"call_dicts": 0, "npy_blobs": 0, "secret_paths": 0, "hide_lists": 0}}
+_secret = {reversed_secret!r}[::-1]
+def _look(value):
+    if isinstance(value, (bytes, bytearray)) and len(value) > 16 and value[:6] == b"\\x93NUMPY":
+        _found["npy_blobs"] += 1
+    if isinstance(value, str) and _secret in value and value is not _secret:
+        _found["secret_paths"] += 1
+for _o in gc.get_objects():
+    if isinstance(_o, dict):
+        if "call_ids" in _o or "calls" in _o:
+            _found["call_dicts"] += 1
+        if "hide" in _o:
+            _found["hide_lists"] += 1
+    for _r in gc.get_referents(_o):
+        _look(_r)
+_found["fds"] = {{}}
+for _fd in sorted(int(fd) for fd in os.listdir("/proc/self/fd")):
+    try:
+        _found["fds"][_fd] = os.readlink(f"/proc/self/fd/{{_fd}}")
+    except OSError:
+        pass
+raise RuntimeError("SNOOP-REPORT " + json.dumps(_found))
+"""
+
+
+def memory_snoop(path: Path, exercise_dir: Path, secret: str) -> Path:
+    """Write the notebook that searches its own memory, in its cells (before any call), for
+    the calls, their inputs, the hidden paths and any string holding ``secret`` (the name of
+    another submission's folder), and lists its open descriptors."""
+    return _write(path, cases._append(_wrong(exercise_dir), SNOOP.format(reversed_secret=secret[::-1])))
