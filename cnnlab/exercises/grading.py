@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -68,6 +69,8 @@ __all__ = [
     "IsolationError",
     "grade_submissions",
     "find_submissions",
+    "hidden_paths",
+    "GradingSession",
 ]
 
 IsolationError = protections.IsolationError
@@ -627,18 +630,20 @@ class _Grader:
         return result
 
 
-def _hidden_paths(
-    exercise: Exercise, submissions: list[tuple[str, Path]], out_dir: Path | None
+def hidden_paths(
+    exercise: Exercise, notebooks: list[Path], out_dir: str | Path | None = None
 ) -> list[str]:
+    """The host paths a worker must not see: the exercise, the repository's exercises, each
+    submission's folder and file, and the report folder."""
     hide = {str(exercise.path)}
     repo_exercises = Path(_CNNLAB_ROOT) / "exercises"
     if repo_exercises.is_dir():
         hide.add(str(repo_exercises))
-    for _, path in submissions:
+    for path in notebooks:
         hide.add(str(path.parent))
         hide.add(str(path))  # used when its folder cannot be covered
     if out_dir is not None:
-        hide.add(str(out_dir.resolve()))
+        hide.add(str(Path(out_dir).resolve()))
     return sorted(hide)
 
 
@@ -686,54 +691,133 @@ def grade_submissions(
     """
     if not isinstance(exercise, Exercise):
         exercise = load_exercise(exercise)
-    limits = limits or Limits()
     found = find_submissions(list(submissions))
+    hide = hidden_paths(exercise, [path for _, path in found], out_dir)
     jobs = max(1, min(jobs or os.cpu_count() or 1, max(1, len(found))))
-    workdir = Path(tempfile.mkdtemp(prefix="cnnlab-grade-"))
-    os.chmod(workdir, 0o711 if os.geteuid() == 0 else 0o700)
-    stack = contextlib.ExitStack()
-    try:
-        grader = _Grader(
-            exercise,
-            limits,
-            _hidden_paths(exercise, found, Path(out_dir) if out_dir else None),
-            workdir,
-        )
-        uids = stack.enter_context(_claim_uids(jobs, limits.uid_base)) if grader.is_root else []
-        grader.slot_uids = uids
-        if not allow_weak_isolation:
-            lacking = preflight(
-                workdir,
-                uids[0] if uids else None,
-                limits.disk_mb,
-                limits.nproc,
-                limits.memory_mb,
+    with GradingSession(
+        exercise,
+        hide=hide,
+        limits=limits,
+        jobs=jobs,
+        allow_weak_isolation=allow_weak_isolation,
+        zygote=zygote,
+    ) as session:
+        return session.grade(found, progress=progress)
+
+
+class GradingSession:
+    """A grading run's resources, held open to grade one batch of submissions after another.
+
+    Opening one makes the run's work folder, reserves a uid per worker slot (as root), checks
+    what the grading process itself provides (unless ``allow_weak_isolation``), prepares every
+    test's inputs and expected answers, and starts the zygote; :meth:`close` (or leaving the
+    ``with`` block) gives all of it back. :func:`grade_submissions` is one session, one batch;
+    a long-lived process (a Dask worker) keeps a session per exercise.
+
+    Parameters
+    ----------
+    exercise : Exercise or path
+        The exercise.
+    hide : list of str
+        Host folders the workers must not see where no minimal root can be built (the
+        exercise, the submissions' folders, the report folder: see :func:`hidden_paths`).
+    limits, jobs, allow_weak_isolation, zygote
+        As in :func:`grade_submissions` (``jobs`` default: 1).
+    """
+
+    def __init__(
+        self,
+        exercise: Exercise | str | Path,
+        *,
+        hide: list[str],
+        limits: Limits | None = None,
+        jobs: int = 1,
+        allow_weak_isolation: bool = False,
+        zygote: bool = True,
+    ) -> None:
+        if not isinstance(exercise, Exercise):
+            exercise = load_exercise(exercise)
+        limits = limits or Limits()
+        self.jobs = max(1, int(jobs))
+        self.allow_weak_isolation = allow_weak_isolation
+        self.workdir = Path(tempfile.mkdtemp(prefix="cnnlab-grade-"))
+        os.chmod(self.workdir, 0o711 if os.geteuid() == 0 else 0o700)
+        self._stack = contextlib.ExitStack()
+        self._stack.callback(remove_tree, self.workdir)
+        try:
+            grader = _Grader(exercise, limits, sorted(set(hide)), self.workdir)
+            self.grader = grader
+            uids = (
+                self._stack.enter_context(_claim_uids(self.jobs, limits.uid_base))
+                if grader.is_root
+                else []
             )
-            lacking = {k: v for k, v in lacking.items() if k in grader.promised}
-            if lacking:
-                raise IsolationError(grader.mode, lacking)
-            grader.required = tuple(
-                n for n in grader.promised if n not in ("wall_clock", *protections.AFTER)
-            )
-        if zygote:
-            grader.zygote = _start_zygote(grader)
-            if grader.zygote is not None:
-                stack.callback(grader.zygote.close)
-        results = _grade_all(grader, found, jobs, progress)
-    finally:
-        stack.close()
-        remove_tree(workdir)
-    if grader.refusals and not allow_weak_isolation:
-        raise IsolationError(grader.mode, grader.refusals)
-    return sorted(results, key=lambda r: r.id)
+            grader.slot_uids = uids
+            if not allow_weak_isolation:
+                lacking = preflight(
+                    self.workdir,
+                    uids[0] if uids else None,
+                    limits.disk_mb,
+                    limits.nproc,
+                    limits.memory_mb,
+                )
+                lacking = {k: v for k, v in lacking.items() if k in grader.promised}
+                if lacking:
+                    raise IsolationError(grader.mode, lacking)
+                grader.required = tuple(
+                    n for n in grader.promised if n not in ("wall_clock", *protections.AFTER)
+                )
+            if zygote:
+                grader.zygote = _start_zygote(grader)
+                if grader.zygote is not None:
+                    self._stack.callback(grader.zygote.close)
+            for slot in range(self.jobs):
+                grader.slots.put(slot)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    @property
+    def exercise(self) -> Exercise:
+        return self.grader.exercise
+
+    def grade(
+        self,
+        found: list[tuple[str, Path]],
+        *,
+        progress: bool = False,
+        on_result: Callable[[SubmissionResult], None] | None = None,
+    ) -> list[SubmissionResult]:
+        """Grade ``(id, notebook path)`` pairs; results sorted by id.
+
+        ``on_result`` is called with each result as soon as it is ready (in the calling
+        thread's pool; a journal writes it there). Raises :class:`IsolationError` once a worker
+        refused for lack of a promised protection (unless ``allow_weak_isolation``).
+        """
+        results = _grade_all(self.grader, found, self.jobs, progress, on_result)
+        if self.grader.refusals and not self.allow_weak_isolation:
+            raise IsolationError(self.grader.mode, self.grader.refusals)
+        return sorted(results, key=lambda r: r.id)
+
+    def close(self) -> None:
+        """Stop the zygote, give back the uids and remove the work folder."""
+        self._stack.close()
+
+    def __enter__(self) -> GradingSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _grade_all(
-    grader: _Grader, found: list[tuple[str, Path]], jobs: int, progress: bool
+    grader: _Grader,
+    found: list[tuple[str, Path]],
+    jobs: int,
+    progress: bool,
+    on_result: Callable[[SubmissionResult], None] | None = None,
 ) -> list[SubmissionResult]:
     """Grade every submission on ``jobs`` threads; a grader error costs one submission only."""
-    for slot in range(jobs):
-        grader.slots.put(slot)
     results: list[SubmissionResult] = []
     from tqdm.auto import tqdm
 
@@ -768,5 +852,7 @@ def _grade_all(
                         notes=[f"grader error: {type(error).__name__}: {error}"],
                     )
                 )
+            if on_result is not None:
+                on_result(results[-1])
             bar.update(1)
     return results
