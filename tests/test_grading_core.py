@@ -287,3 +287,19 @@ def test_a_timeout_names_the_cell_it_happened_in(tmp_path):
     expected = f"the submission ran out of its 4 s in cell {last} of the notebook"
     assert result.status == "timeout" and expected in result.notes
     assert all(t.message == f"not run: {expected}" for t in result.tests)
+
+
+def test_a_dead_zygote_costs_no_grade(class_of_three):
+    from cnnlab.exercises.grading import GradingSession
+    from cnnlab.exercises.submissions import find_submissions
+
+    found = find_submissions([class_of_three])
+    options = dict(limits=LIMITS, allow_weak_isolation=os.geteuid() != 0)
+    with GradingSession(EXERCISE, hide=[str(class_of_three)], **options) as session:
+        first = session.grade(found)
+        assert session.grader.zygote is not None
+        session.grader.zygote.process.kill()
+        session.grader.zygote.process.wait()
+        with pytest.warns(UserWarning, match="fresh interpreters"):
+            second = session.grade(found)
+    assert _table(second) == _table(first)

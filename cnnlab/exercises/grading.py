@@ -435,8 +435,13 @@ class _Grader:
     def _launch(self, space: Workspace, write_fd: int, stderr) -> subprocess.Popen | ZygoteWorker:
         """Start the worker's supervisor: forked by the zygote, or as a fresh interpreter."""
         scratch = str(space.scratch.home)
-        if self.zygote is not None:
-            return self.zygote.spawn(str(space.job_dir), scratch, write_fd, stderr.fileno())
+        zygote = self.zygote
+        if zygote is not None:
+            try:
+                return zygote.spawn(str(space.job_dir), scratch, write_fd, stderr.fileno())
+            except ZygoteError as error:  # it died: the rest of the run starts fresh workers
+                self.zygote = None
+                warnings.warn(f"{error}; workers now start as fresh interpreters", stacklevel=2)
         return subprocess.Popen(
             [
                 sys.executable,

@@ -272,7 +272,11 @@ class Zygote:
             ident = self._next
             self._next += 1
             self._started[ident] = (event, box)
-            _send(self.sock, {"id": ident, "job": job_dir, "cwd": cwd}, [event_fd, stderr_fd])
+            try:
+                _send(self.sock, {"id": ident, "job": job_dir, "cwd": cwd}, [event_fd, stderr_fd])
+            except OSError as error:
+                self._started.pop(ident, None)
+                raise ZygoteError(f"the zygote is gone: {error}") from error
         if not event.wait(30.0) or not box or not isinstance(box[0], ZygoteWorker):
             raise ZygoteError(f"the zygote did not start a worker: {box[0] if box else 'no reply'}")
         return box[0]
