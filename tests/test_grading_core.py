@@ -303,3 +303,14 @@ def test_a_dead_zygote_costs_no_grade(class_of_three):
         with pytest.warns(UserWarning, match="fresh interpreters"):
             second = session.grade(found)
     assert _table(second) == _table(first)
+
+
+def test_hidden_paths_cover_an_nbgrader_course(tmp_path):
+    from cnnlab.exercises.grading import hidden_paths
+    from cnnlab.exercises.spec import load_exercise
+
+    notebook = tmp_path / "course" / "submitted" / "alice" / "ps1" / "nb.ipynb"
+    out = tmp_path / "out"
+    hide = hidden_paths(load_exercise(EXERCISE), [notebook], out)
+    assert str(tmp_path / "course") in hide  # its source/ holds the solutions
+    assert {str(notebook.parent), str(notebook), str(out), str(EXERCISE)} <= set(hide)

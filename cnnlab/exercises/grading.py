@@ -639,7 +639,8 @@ def hidden_paths(
     exercise: Exercise, notebooks: list[Path], out_dir: str | Path | None = None
 ) -> list[str]:
     """The host paths a worker must not see: the exercise, the repository's exercises, each
-    submission's folder and file, and the report folder."""
+    submission's folder and file, the course of an nbgrader layout (the folder holding
+    ``submitted/``, whose ``source/`` has the solutions), and the report folder."""
     hide = {str(exercise.path)}
     repo_exercises = Path(_CNNLAB_ROOT) / "exercises"
     if repo_exercises.is_dir():
@@ -647,6 +648,10 @@ def hidden_paths(
     for path in notebooks:
         hide.add(str(path.parent))
         hide.add(str(path))  # used when its folder cannot be covered
+        for ancestor in path.parents:
+            if ancestor.name == "submitted" and ancestor.parent != ancestor:
+                hide.add(str(ancestor.parent))
+                break
     if out_dir is not None:
         hide.add(str(Path(out_dir).resolve()))
     return sorted(hide)
