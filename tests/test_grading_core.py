@@ -314,3 +314,113 @@ def test_hidden_paths_cover_an_nbgrader_course(tmp_path):
     hide = hidden_paths(load_exercise(EXERCISE), [notebook], out)
     assert str(tmp_path / "course") in hide  # its source/ holds the solutions
     assert {str(notebook.parent), str(notebook), str(out), str(EXERCISE)} <= set(hide)
+
+
+# --- what an independent attack found ---------------------------------------------------------
+
+
+def _notebook_with(cell: str) -> str:
+    return json.dumps(attacks.cases._append(attacks._wrong(EXERCISE), cell))
+
+
+def test_reports_survive_what_a_student_controls(tmp_path):
+    """A lone surrogate in an error, a file name that is not UTF-8, a 250-byte name and an id
+    that would break out of Markdown: every submission gets its row, feedback and results."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "control.ipynb").write_bytes((EXERCISE / "source.ipynb").read_bytes())
+    (subs / "surrogate.ipynb").write_text(_notebook_with('raise RuntimeError("bad \\udcff x")'))
+    odd = os.fsencode(subs) + b"/bad\xffname.ipynb"
+    with open(odd, "w") as handle:
+        handle.write(_notebook_with("pass"))
+    (subs / "long").mkdir()  # two notebooks: ids long/x and long/aaa... (254 characters)
+    (subs / "long" / "x.ipynb").write_text(_notebook_with("pass"))
+    (subs / "long" / ("a" * 249 + ".ipynb")).write_text(_notebook_with("pass"))
+    (subs / "x`<img src=x onerror=alert(1)>`.ipynb").write_text(_notebook_with("pass"))
+    out = tmp_path / "out"
+    results = grade(
+        EXERCISE, [subs], out, limits=LIMITS, progress=False, allow_weak_isolation=os.geteuid() != 0
+    )
+    assert len(results) == 6
+    with open(out / "grades.csv", encoding="utf-8", newline="") as handle:
+        rows = {row["id"]: row for row in csv.DictReader(handle)}
+    assert "bad\\xffname" in rows and float(rows["control"]["total"]) == 17
+    files = json.loads((out / "files.json").read_text())
+    assert set(files) == set(rows)
+    for entry in files.values():
+        assert "error" not in entry
+        assert (out / entry["feedback"]).is_file() and (out / entry["results"]).is_file()
+        assert len(Path(entry["feedback"]).name.encode()) < 255
+    surrogate = (out / files["surrogate"]["feedback"]).read_text()
+    assert "\\udcff" in surrogate
+    tricky = (out / files["x`<img src=x onerror=alert(1)>`"]["feedback"]).read_text()
+    assert "submission `` x`<img src=x onerror=alert(1)>` ``" in tricky
+
+
+def test_a_student_cannot_take_another_students_id(tmp_path):
+    from cnnlab.exercises.submissions import find_submissions
+
+    course = tmp_path / "course"
+    for student, names in [("li", ["cross_correlation", "wei", "wei-2"]), ("li-wei", ["x"])]:
+        folder = course / "submitted" / student / "ps1"
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / f"{name}.ipynb").write_text("{}")
+    (course / "nbgrader_config.py").write_text("")
+    ids = dict(find_submissions([course], "ps1"))
+    assert ids["li-wei"].parent.parent.name == "li-wei"
+    assert {i for i in ids if i.startswith("li/")} == {"li/cross_correlation", "li/wei", "li/wei-2"}
+    flat = tmp_path / "flat"
+    (flat / "bob").mkdir(parents=True)
+    (flat / "bob" / "nb.ipynb").write_text("{}")
+    for name in ("bob", "bob-2"):
+        (flat / f"{name}.ipynb").write_text("{}")
+    found = find_submissions([flat])
+    assert len({i for i, _ in found}) == 3 and "bob-2" in dict(found)
+
+
+def test_a_hidden_call_that_hangs_is_not_named(tmp_path):
+    cell = (
+        "_fast = conv2d\n"
+        "def conv2d(x, weight, bias=None, stride=1, padding=0):\n"
+        "    if np.shape(x)[-1] == 512:\n"
+        "        while True:\n"
+        "            pass\n"
+        "    return _fast(x, weight, bias, stride, padding)\n"
+    )
+    path = tmp_path / "hang.ipynb"
+    path.write_text(_notebook_with(cell))
+    (result,) = grade_submissions(
+        EXERCISE, [path], limits=LIMITS, progress=False, allow_weak_isolation=os.geteuid() != 0
+    )
+    assert result.status == "timeout"
+    assert "a hidden test's call took longer than its time limit" in result.notes
+    assert not any("conv2d_vectorised_large_layer" in n for n in result.notes)
+
+
+def test_a_hidden_seed_changes_the_hidden_inputs_only(monkeypatch):
+    from cnnlab.exercises.grading import _prepare
+    from cnnlab.exercises.spec import load_exercise
+
+    def inputs(seed):
+        if seed is None:
+            monkeypatch.delenv("CNNLAB_HIDDEN_SEED", raising=False)
+        else:
+            monkeypatch.setenv("CNNLAB_HIDDEN_SEED", seed)
+        return {p.test.name: (p.test.hidden, p.args) for p in _prepare(load_exercise(EXERCISE))}
+
+    plain, term1, term1_again, term2 = inputs(None), inputs("t1"), inputs("t1"), inputs("t2")
+
+    def same(a, b):
+        return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b, strict=True))
+
+    for name, (hidden, args) in plain.items():
+        assert same(term1[name][1], term1_again[name][1])  # still reproducible
+        if not hidden:
+            assert same(args, term1[name][1])
+    randomised = [
+        n
+        for n, (h, a) in plain.items()
+        if h and callable(next(t for t in load_exercise(EXERCISE).tests if t.name == n).args)
+    ]
+    assert randomised and all(not same(term1[n][1], term2[n][1]) for n in randomised)

@@ -131,7 +131,7 @@ def _encode(value: object, directory: Path, stem: str) -> dict:
 def _prepare(exercise: Exercise) -> list[PreparedTest]:
     prepared = []
     for test in exercise.tests:
-        args, kwargs = draw_inputs(test)
+        args, kwargs = draw_inputs(test, exercise.hidden_seed)
         expected = np.asarray(test.reference(*args, **kwargs), dtype=float)
         prepared.append(PreparedTest(test, args, kwargs, expected))
     return prepared
@@ -401,7 +401,11 @@ class _Grader:
         return self._test(index).time_limit * self.limits.time_scale
 
     def _describe(self, index: int) -> str:
+        """The test of call ``index`` in words; a hidden one is not named (which hidden call
+        ran long is a channel the student's code chooses, and its name may be hidden too)."""
         test = self._test(index)
+        if test.hidden:
+            return "a hidden test's call"
         return f"test `{test.name}` (a call of `{test.function}`)"
 
     def _write_job(self, space: Workspace, code, pending: list[int]) -> None:
@@ -514,7 +518,9 @@ class _Grader:
         if killed_for == "call" and log.call is not None:
             limit = self._call_limit(log.call)
             calls[log.call] = CallOutcome("timeout", f"the call took longer than {limit:g} s")
-            timeout = f"{self._describe(log.call)} took longer than its {limit:g} s"
+            timeout = f"{self._describe(log.call)} took longer than its time limit" + (
+                "" if self._test(log.call).hidden else f" of {limit:g} s"
+            )
         elif killed_for == "submission":
             if log.call is not None:
                 where = f"during {self._describe(log.call)}"

@@ -40,6 +40,7 @@ __all__ = [
     "Message",
     "encode",
     "decode",
+    "printable",
 ]
 
 #: How a call can end, as the student process reports it (``bad_answer``: the returned value
@@ -176,6 +177,18 @@ def encode(message: Message) -> bytes:
     return (json.dumps(body, default=str) + "\n").encode()
 
 
+def printable(text: str) -> str:
+    r"""``text`` with what UTF-8 cannot encode (lone surrogates) escaped, so any report can
+    write it.
+
+    Examples
+    --------
+    >>> printable("bad \udcff surrogate")
+    'bad \\udcff surrogate'
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _check(value: object, hint: object) -> object:
     """``value`` if it has the type ``hint`` says (strings are cut to ``MAX_TEXT``), else raise."""
     if hint is bool:
@@ -191,16 +204,17 @@ def _check(value: object, hint: object) -> object:
                 return number
     elif hint is str:
         if isinstance(value, str):
-            return value[-MAX_TEXT:] if len(value) > MAX_TEXT else value
+            return printable(value[-MAX_TEXT:] if len(value) > MAX_TEXT else value)
     elif hint == dict[str, str]:
         if isinstance(value, dict):
-            return {str(k)[:40]: str(v)[:200] for k, v in list(value.items())[:60]}
+            items = list(value.items())[:60]
+            return {printable(str(k)[:40]): printable(str(v)[:200]) for k, v in items}
     elif hint == dict[str, Any]:
         if isinstance(value, dict):
             return dict(list(value.items())[:20])
     elif hint == list[str]:
         if isinstance(value, list):
-            return [str(item)[:500] for item in value[:60]]
+            return [printable(str(item)[:500]) for item in value[:60]]
     raise TypeError(f"expected {hint}, got {type(value).__name__}")
 
 

@@ -19,8 +19,10 @@ All of it is written by the grading process after the workers are gone.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 from cnnlab.exercises import protections
@@ -39,9 +41,36 @@ __all__ = [
 HIDDEN_FEEDBACK = ("names", "none")
 
 
+MAX_NAME_BYTES = 200  # file names stay under the usual 255-byte limit, with ".md" and "-N"
+
+
 def _safe_name(ident: str) -> str:
+    """``ident`` with every character but letters, digits, ``-``, ``_`` and ``.`` replaced, no
+    leading dot, and at most ``MAX_NAME_BYTES`` bytes (a long one ends in a hash of the id)."""
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in ident).lstrip(".")
-    return cleaned or "submission"
+    cleaned = cleaned or "submission"
+    if len(cleaned.encode()) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(ident.encode("utf-8", "backslashreplace")).hexdigest()[:12]
+        head = cleaned.encode()[: MAX_NAME_BYTES - 13].decode("utf-8", "ignore")
+        cleaned = f"{head}-{digest}"
+    return cleaned
+
+
+def _code_span(text: str) -> str:
+    """``text`` as a Markdown code span that nothing in it can end (control characters shown
+    as escapes, the fence longer than any run of backticks inside)."""
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    run = current = 0
+    for c in shown:
+        current = current + 1 if c == "`" else 0
+        run = max(run, current)
+    fence = "`" * (run + 1)
+    return f"{fence} {shown} {fence}" if run else f"{fence}{shown}{fence}"
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` as UTF-8; anything UTF-8 cannot encode is escaped, never an error."""
+    path.write_text(text, encoding="utf-8", errors="backslashreplace")
 
 
 def report_names(ids: list[str]) -> dict[str, str]:
@@ -80,7 +109,7 @@ def feedback_markdown(
 ) -> str:
     """The student's feedback: every visible test with its message; hidden ones as asked."""
     lines = [
-        f"# Feedback: {exercise.name}, submission `{result.id}`",
+        f"# Feedback: {exercise.name}, submission {_code_span(result.id)}",
         "",
         f"**Score: {result.score:g} / {result.max_score:g}** (status: {result.status})",
         "",
@@ -162,7 +191,9 @@ def write_reports(
     (out / "feedback").mkdir(parents=True, exist_ok=True)
     (out / "results").mkdir(exist_ok=True)
     names = [t.name for t in exercise.tests]
-    with open(out / "grades.csv", "w", newline="") as handle:
+    with open(
+        out / "grades.csv", "w", newline="", encoding="utf-8", errors="backslashreplace"
+    ) as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "status", *names, "total", "max_score"])
         for result in results:
@@ -181,22 +212,27 @@ def write_reports(
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"submission ids must be unique; repeated: {repeated}")
     names = report_names(ids)
-    files = {}
+    files: dict[str, dict[str, str]] = {}
     for result in results:
         name = names[result.id]
-        feedback = out / "feedback" / f"{name}.md"
-        feedback.write_text(feedback_markdown(result, exercise, hidden_feedback))
-        folder = out / "results" / name
-        folder.mkdir(exist_ok=True)
-        text = json.dumps(gradescope_json(result, hidden_feedback), indent=1) + "\n"
-        (folder / "results.json").write_text(text)
         files[result.id] = {
             "feedback": f"feedback/{name}.md",
             "results": f"results/{name}/results.json",
         }
-    (out / "files.json").write_text(json.dumps(files, indent=1, ensure_ascii=False) + "\n")
+        try:
+            _write_text(
+                out / files[result.id]["feedback"],
+                feedback_markdown(result, exercise, hidden_feedback),
+            )
+            (out / "results" / name).mkdir(exist_ok=True)
+            text = json.dumps(gradescope_json(result, hidden_feedback), indent=1) + "\n"
+            _write_text(out / files[result.id]["results"], text)
+        except (OSError, ValueError) as error:  # one submission's files; the others go on
+            files[result.id]["error"] = f"{type(error).__name__}: {error}"
+            warnings.warn(f"reports of {result.id!r} not written: {error}", stacklevel=2)
+    _write_text(out / "files.json", json.dumps(files, indent=1, ensure_ascii=False) + "\n")
     report = isolation_report(results, network)
-    (out / "isolation.json").write_text(json.dumps(report, indent=1) + "\n")
+    _write_text(out / "isolation.json", json.dumps(report, indent=1) + "\n")
     return out
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.exercises.compare import compare
+from cnnlab.exercises.protocol import printable
 from cnnlab.exercises.spec import Test
 
 __all__ = [
@@ -275,4 +276,15 @@ def score_submission(
     ):
         result.status = "error"
     result.student_seconds = outcome.student_seconds
+    return _printable_result(result)
+
+
+def _printable_result(result: SubmissionResult) -> SubmissionResult:
+    """Every text of ``result`` writable as UTF-8 (a notebook or a message may hold lone
+    surrogates, which would stop a report from being written)."""
+    result.id, result.path = printable(result.id), printable(result.path)
+    result.notes = [printable(n) for n in result.notes]
+    result.cell_errors = [printable(e) for e in result.cell_errors]
+    for test in result.tests:
+        test.message = printable(test.message)
     return result

@@ -13,7 +13,11 @@ notebook) and ``tests.py``. ``tests.py`` is ordinary Python that the *grading pr
     whole modules (with their submodules) replaced inside the grading worker by stubs whose
     every name raises (for example ``"cnnlab.numpy"``); optional;
 ``PRELOAD``
-    modules the worker imports before the student's code runs (optional; ``numpy`` always).
+    modules the worker imports before the student's code runs (optional; ``numpy`` always);
+``HIDDEN_SEED``
+    a secret mixed into the seed of every hidden test's inputs (optional; the environment
+    variable ``CNNLAB_HIDDEN_SEED`` overrides it): change it each term, and the hidden inputs
+    cannot be drawn ahead of grading from the public seeding scheme.
 
 The expected answer of every test is computed by the grading process from ``Test.reference``;
 the worker only ever sees the inputs.
@@ -21,7 +25,9 @@ the worker only ever sees the inputs.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 import sys
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -84,8 +90,16 @@ class Test:
     description: str = ""
 
 
-def draw_inputs(test: Test) -> tuple[tuple, dict]:
+HIDDEN_SEED_VARIABLE = "CNNLAB_HIDDEN_SEED"
+
+
+def draw_inputs(test: Test, hidden_seed: str = "") -> tuple[tuple, dict]:
     """Return the ``(args, kwargs)`` of ``test``, drawn from a generator seeded by its name.
+
+    A hidden test's generator is seeded by the name *and* ``hidden_seed`` when one is given
+    (the grading process passes the exercise's secret, see :func:`load_exercise`): without the
+    secret, nobody can draw the hidden inputs ahead of the grading, even knowing how they are
+    drawn. Visible tests never use it, so the student's self-check sees what grading sees.
 
     Examples
     --------
@@ -94,8 +108,15 @@ def draw_inputs(test: Test) -> tuple[tuple, dict]:
     >>> b, _ = draw_inputs(t)
     >>> bool((a[0] == b[0]).all())
     True
+    >>> h = Test("h", "f", lambda rng: (rng.normal(size=2),), reference=None, hidden=True)
+    >>> bool((draw_inputs(h, "term 1")[0][0] == draw_inputs(h, "term 2")[0][0]).any())
+    False
     """
-    rng = np.random.default_rng(zlib.crc32(test.name.encode()))
+    if test.hidden and hidden_seed:
+        digest = hashlib.sha256(f"{hidden_seed}\0{test.name}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:16], "big"))
+    else:
+        rng = np.random.default_rng(zlib.crc32(test.name.encode()))
     args = test.args(rng) if callable(test.args) else test.args
     return tuple(args), dict(test.kwargs)
 
@@ -110,6 +131,7 @@ class Exercise:
     forbidden: tuple[str, ...] = ()
     forbidden_modules: tuple[str, ...] = ()
     preload: tuple[str, ...] = ("numpy",)
+    hidden_seed: str = ""
     functions: tuple[str, ...] = ()
 
     @property
@@ -167,4 +189,5 @@ def load_exercise(path: str | Path) -> Exercise:
         forbidden_modules=tuple(getattr(module, "FORBIDDEN_MODULES", ())),
         preload=preload,
         functions=tuple(functions),
+        hidden_seed=os.environ.get(HIDDEN_SEED_VARIABLE) or str(getattr(module, "HIDDEN_SEED", "")),
     )

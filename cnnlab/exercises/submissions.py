@@ -8,7 +8,7 @@ given                                                   id of ``.../x.ipynb``
 ======================================================  ==================================
 a notebook ``x.ipynb``                                  ``x``
 a folder holding ``x.ipynb``                            ``x``
-a folder holding ``alice/x.ipynb`` (one notebook)       ``alice`` (several: ``alice-x``)
+a folder holding ``alice/x.ipynb`` (one notebook)       ``alice`` (several: ``alice/x``)
 nbgrader's ``submitted/`` folder, or the course root    ``alice`` for
 holding it                                              ``submitted/alice/ps1/x.ipynb``
 ``submitted/alice/ps1`` itself                          ``alice``
@@ -27,6 +27,7 @@ __all__ = [
     "assignment_folders",
     "NoSubmissionsError",
     "nbgrader_student",
+    "display_id",
     "SUBMITTED",
 ]
 
@@ -73,19 +74,33 @@ def nbgrader_student(path: str | Path) -> tuple[str, str] | None:
 
 
 def _one_folder(folder: Path, ident: str, found: list[tuple[str, Path]]) -> None:
-    """The notebooks of one student's folder: id ``ident``, or ``ident-stem`` when several."""
+    """The notebooks of one student's folder: id ``ident``, or ``ident/stem`` when several.
+
+    The ``/`` cannot be part of a folder's name, so what a student puts in their own folder can
+    never produce another student's id.
+    """
     notebooks = sorted(folder.glob("*.ipynb"))
     for nb in notebooks:
-        found.append((ident if len(notebooks) == 1 else f"{ident}-{nb.stem}", nb))
+        found.append((ident if len(notebooks) == 1 else f"{ident}/{nb.stem}", nb))
 
 
 def _nbgrader_layout(
     submitted: Path, assignment: str | None, found: list[tuple[str, Path]]
 ) -> None:
-    """``submitted/<student>/<assignment>/*.ipynb``; id = the student."""
+    """``submitted/<student>/<assignment>/*.ipynb``; id = the student.
+
+    Without ``assignment``, notebooks that sit where the other layouts put them
+    (``submitted/x.ipynb``, ``submitted/alice/x.ipynb``) are found as those layouts find them:
+    a folder that merely happens to be called ``submitted`` loses nothing. With it, only that
+    assignment's folders count.
+    """
+    if assignment is None:
+        found += [(nb.stem, nb) for nb in sorted(submitted.glob("*.ipynb"))]
     for student in _visible_dirs(submitted, links=True):
         found.append((student.name, student))  # read_submission refuses a link: invalid
     for student in _visible_dirs(submitted, links=False):
+        if assignment is None:
+            _one_folder(student, student.name, found)
         assignments = _visible_dirs(student, links=False)
         if assignment is not None:
             assignments = [a for a in assignments if a.name == assignment]
@@ -134,9 +149,13 @@ def find_submissions(
     down (``student/notebook.ipynb``, id: the folder's name). nbgrader's course layout is
     recognised by its folder name: a folder named ``submitted`` (or a course root holding it
     beside ``nbgrader_config.py``, ``gradebook.db``, ``source/`` or ``release/``) contributes
-    ``submitted/<student>/<assignment>/*.ipynb`` with id ``<student>``, and a folder
+    ``submitted/<student>/<assignment>/*.ipynb`` with id ``<student>`` (and, without
+    ``assignment``, any notebook placed as the other layouts place them), and a folder
     ``submitted/<student>/<assignment>`` given alone contributes its notebooks with id
-    ``<student>``. Repeated ids get ``-2``, ``-3``. Symbolic links are not followed inside a
+    ``<student>``. A student folder with several notebooks gives ``<student>/<stem>`` (a
+    ``/`` no folder name holds, so no student can take another's id). Repeated ids (the same
+    file name given twice) get ``-2``, ``-3``, ... that no other id of the class has. Names
+    that are not UTF-8 are escaped (:func:`display_id`). Symbolic links are not followed inside a
     folder: a linked notebook or student folder is listed as it is and graded ``invalid`` (a
     link could point at the instructor's solution).
 
@@ -197,9 +216,38 @@ def find_submissions(
             "folders of them, one folder per student (student/*.ipynb) and nbgrader's "
             f"{SUBMITTED}/<student>/<assignment>/*.ipynb"
         )
-    seen: dict[str, int] = {}
+    return sorted(_unique_ids([(display_id(ident), nb) for ident, nb in found]))
+
+
+def display_id(name: str) -> str:
+    r"""A file or folder name as printable text: bytes that are not UTF-8 (which Python keeps
+    as lone surrogates) become ``\xff`` escapes, so every report can write the id.
+
+    Examples
+    --------
+    >>> display_id(os.fsdecode(b"bad\xffname"))
+    'bad\\xffname'
+    >>> display_id("alice smith")
+    'alice smith'
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _unique_ids(found: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """Make repeated ids unique: the first (by path) keeps it, the others get ``-2``, ``-3``,
+    ... each checked against every id of the class, so no suffix can take another's id."""
+    taken = {ident for ident, _ in found}
+    kept: set[str] = set()
     unique = []
-    for ident, nb in found:
-        seen[ident] = seen.get(ident, 0) + 1
-        unique.append((ident if seen[ident] == 1 else f"{ident}-{seen[ident]}", nb))
-    return sorted(unique)
+    for ident, nb in sorted(found, key=lambda pair: (pair[0], str(pair[1]))):
+        if ident not in kept:
+            kept.add(ident)
+            unique.append((ident, nb))
+            continue
+        count = 2
+        while f"{ident}-{count}" in taken:
+            count += 1
+        taken.add(f"{ident}-{count}")
+        kept.add(f"{ident}-{count}")
+        unique.append((f"{ident}-{count}", nb))
+    return unique
