@@ -33,6 +33,12 @@ book: setup assets
 chromium:
 	tools/ensure_command.sh chromium chromium
 
+# The built site in headless Chromium at 390x844 and 1366x900 (console, layout, toggles, alt
+# text, figure text size, page and site weight); screenshots go to _build/screenshots/.
+.PHONY: site-test
+site-test: book chromium
+	$(PY) -m pytest tests/test_site.py tests/test_book_browser.py tests/test_book_pages.py $(PYTEST_ARGS)
+
 # Re-execute every chapter and store its outputs (the book shows the stored outputs).
 notebooks: setup
 	$(PY) tools/execute_notebook.py book/*.ipynb
@@ -48,7 +54,9 @@ PORTABLE_ENV := ATEN_CPU_CAPABILITY=default OPENBLAS_CORETYPE=Sandybridge OMP_NU
 portability: setup
 	$(PORTABLE_ENV) $(PY) -m pytest tests/test_numeric_config.py book exercises
 
-test: book chromium
+# Lint first (ruff: pyflakes, pycodestyle, imports, bugbear, pyupgrade, and D301: a docstring
+# with a backslash must be a raw string), so a style or escape error fails before the slow part.
+test: lint book chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory portability
 

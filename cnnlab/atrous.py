@@ -1,8 +1,8 @@
-"""Atrous (dilated) convolution in plain NumPy: dilated kernels, valid weights, gridding.
+r"""Atrous (dilated) convolution in plain NumPy: dilated kernels, valid weights, gridding.
 
 An atrous convolution with rate (dilation) ``r`` reads its ``k`` taps ``r`` pixels apart:
 
-.. math:: y[i] = \\sum_{m=0}^{k-1} x[i + r\\,m]\\, w[m]
+.. math:: y[i] = \sum_{m=0}^{k-1} x[i + r\,m]\, w[m]
 
 which is an ordinary convolution with the kernel ``w`` dilated by inserting ``r - 1`` zeros
 between neighbouring taps (:func:`dilate_kernel`); the span grows to ``r (k - 1) + 1`` pixels
@@ -43,10 +43,18 @@ __all__ = [
     "hdc_max_distance",
     "multi_grid_rates",
     "aspp_branch_shapes",
+    "check_rates",
 ]
 
 
-def _rates(name: str, rates: object) -> tuple[int, ...]:
+def check_rates(name: str, rates: object) -> tuple[int, ...]:
+    """Return ``rates`` (an int or a non-empty sequence of ints >= 1) as a tuple of ints.
+
+    Examples
+    --------
+    >>> check_rates("rates", 6), check_rates("rates", [6, 12])
+    ((6,), (6, 12))
+    """
     if isinstance(rates, (int, np.integer)) and not isinstance(rates, bool):
         rates = (rates,)
     if not isinstance(rates, Sequence) or isinstance(rates, str) or len(rates) == 0:
@@ -157,7 +165,7 @@ def valid_weight_fractions(
     >>> [round(float(x), 4) for x in f[9]], [round(float(x), 4) for x in f[1]]
     ([0.9394, 0.0, 0.0], [0.0, 0.0002, 1.0])
     """
-    rates = _rates("rates", rates)
+    rates = check_rates("rates", rates)
     h, w = pair(size, "size")
     kernel_size = check_int("kernel_size", kernel_size, minimum=1)
     taps = range(1, kernel_size + 1)
@@ -213,7 +221,7 @@ def gridding_footprint(rates: Sequence[int], kernel_size: int = 3) -> np.ndarray
     >>> [int((gridding_footprint(r) > 0).sum()) for r in ([2, 3], [1, 2, 5])]
     [81, 289]
     """
-    rates = _rates("rates", rates)
+    rates = check_rates("rates", rates)
     kernel_size = check_int("kernel_size", kernel_size, minimum=1)
     line = np.ones(1, dtype=np.int64)
     for rate in rates:
@@ -253,7 +261,7 @@ def hdc_max_distance(rates: Sequence[int]) -> int:
     >>> hdc_max_distance([1, 2, 5]), hdc_max_distance([1, 2, 9]), hdc_max_distance([2, 3])
     (2, 5, 3)
     """
-    rates = _rates("rates", rates)
+    rates = check_rates("rates", rates)
     if len(rates) < 2:
         raise ValueError(f"rates must hold at least two layers, got {rates!r}")
     distance = rates[-1]  # M_n
@@ -301,7 +309,7 @@ def hdc_condition(rates: Sequence[int], kernel_size: int = 3) -> bool:
     >>> [round(float((gridding_footprint(r) > 0).mean()), 3) for r in ([1, 2, 5], [1, 2, 9])]
     [1.0, 0.706]
     """
-    rates = _rates("rates", rates)
+    rates = check_rates("rates", rates)
     kernel_size = check_int("kernel_size", kernel_size, minimum=3)
     if kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be odd, got {kernel_size}")
@@ -342,7 +350,7 @@ def multi_grid_rates(unit_rates: Sequence[int] = (1, 2, 4), base_rate: int = 2) 
     >>> int((gridding_footprint(multi_grid_rates((1, 2, 4), 2)) > 0).sum())
     225
     """
-    units = _rates("unit_rates", unit_rates)
+    units = check_rates("unit_rates", unit_rates)
     base = check_int("base_rate", base_rate, minimum=1)
     return tuple(base * u for u in units)
 
@@ -388,7 +396,7 @@ def aspp_branch_shapes(
     """
     check_int("in_channels", in_channels, minimum=1)
     out_channels = check_int("out_channels", out_channels, minimum=1)
-    rates = _rates("rates", rates)
+    rates = check_rates("rates", rates)
     h, w = pair(feature_size, "feature_size")
     if min(h, w) < 1:
         raise ValueError(f"feature_size must be >= 1, got {feature_size!r}")

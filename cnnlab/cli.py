@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     grade.add_argument("--allow-network", action="store_true", help="do not cut the network")
     grade.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="grade on the Dask cluster of this scheduler (tcp://HOST:PORT, or tls://HOST:PORT "
+        "with Dask's TLS settings); rerunning with the same --out grades only what is missing",
+    )
+    grade.add_argument(
         "--allow-weak-isolation",
         action="store_true",
         help="grade even where a protection the grading guide promises is missing "
@@ -69,6 +76,20 @@ def _parser() -> argparse.ArgumentParser:
         help="also write the single submission's results.json here",
     )
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade.add_argument(
+        "--nbgrader-gradebook",
+        default=None,
+        metavar="PATH",
+        help="also write each student's per-test scores into this nbgrader gradebook.db "
+        "(needs --assignment)",
+    )
+    grade.add_argument(
+        "--assignment",
+        default=None,
+        metavar="NAME",
+        help="the nbgrader assignment: grade only its folders in submitted/<student>/NAME/, "
+        "and its name in the gradebook",
+    )
     return parser
 
 
@@ -81,8 +102,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = release(args.exercise, args.out)
         print(f"wrote {folder / 'student.ipynb'} and its visible tests")
         return 0
+    return _grade(args)
+
+
+def _fail(message: str) -> int:
+    print(f"cnnlab grade: {message}", file=sys.stderr)
+    return 2
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from cnnlab.exercises.cluster import ClusterError
     from cnnlab.exercises.grading import IsolationError, Limits
+    from cnnlab.exercises.journal import JournalError
     from cnnlab.exercises.reports import grade
+    from cnnlab.exercises.submissions import (
+        NoSubmissionsError,
+        assignment_folders,
+        find_submissions,
+    )
+
+    if args.nbgrader_gradebook is not None and args.assignment is None:
+        return _fail("--nbgrader-gradebook needs --assignment NAME (the nbgrader assignment)")
+    if args.nbgrader_gradebook is not None:
+        from cnnlab.exercises.nbgrader_gradebook import check_gradebook
+
+        try:
+            check_gradebook(args.nbgrader_gradebook, args.assignment)
+        except ValueError as error:
+            return _fail(str(error))
+    submissions = args.submissions
+    try:
+        if args.assignment is not None:
+            submissions = assignment_folders(submissions, args.assignment)
+        find_submissions(args.submissions, args.assignment)  # nothing to grade: say so now
+    except ValueError as error:
+        return _fail(str(error))
 
     limits = Limits(
         timeout=args.timeout,
@@ -94,10 +148,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         network=args.allow_network,
         disk_mb=args.disk_mb,
     )
+    if args.scheduler is not None:
+        from functools import partial
+
+        from cnnlab.exercises.cluster import grade_on_cluster
+
+        grade = partial(grade_on_cluster, scheduler=args.scheduler)
     try:
         results = grade(
             args.exercise,
-            args.submissions,
+            submissions,
             args.out,
             limits=limits,
             jobs=args.jobs,
@@ -109,9 +169,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IsolationError as error:
         print(f"cnnlab grade: {error}", file=sys.stderr)
         return 3
+    except (ClusterError, JournalError) as error:
+        return _fail(str(error))
+    except KeyboardInterrupt:  # what was graded on a cluster is kept in --out's journal
+        return 130
+    except NoSubmissionsError as error:  # the folders emptied since the check above
+        return _fail(str(error))
     for result in results:
         print(f"{result.id}\t{result.status}\t{result.score:g}/{result.max_score:g}")
     print(f"reports in {args.out}: grades.csv, feedback/, results/")
+    if args.nbgrader_gradebook is not None:
+        from cnnlab.exercises.nbgrader_gradebook import write_gradebook
+        from cnnlab.exercises.spec import load_exercise
+
+        try:
+            rows = write_gradebook(
+                args.nbgrader_gradebook, args.assignment, load_exercise(args.exercise), results
+            )
+        except ValueError as error:
+            print(f"cnnlab grade: gradebook not updated: {error}", file=sys.stderr)
+            return 1
+        for row in rows:
+            print(f"gradebook\t{row.student}\t{row.score:g}/{row.max_score:g}")
+        print(f"scores of {len(rows)} students in {args.nbgrader_gradebook} ({args.assignment})")
     return 0
 
 

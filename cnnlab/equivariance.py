@@ -97,9 +97,9 @@ def _fourier_shift(x: Any, dy: float, dx: float) -> Any:
 
 
 def shift(x: Any, dy: float, dx: float, mode: str = "circular") -> Any:
-    """Translate the content of ``x`` by ``dy`` rows and ``dx`` columns (last two axes).
+    r"""Translate the content of ``x`` by ``dy`` rows and ``dx`` columns (last two axes).
 
-    .. math:: \\text{out}(\\ldots, i, j) = x(\\ldots, i - d_y, j - d_x)
+    .. math:: \text{out}(\ldots, i, j) = x(\ldots, i - d_y, j - d_x)
 
     with the index taken modulo (H, W) for ``"circular"`` and ``"fourier"``, and ``x`` read as
     zero outside the image for ``"zero"``. Positive ``dy`` moves the content down, positive
@@ -280,11 +280,11 @@ def equivariance_error(
     crop: int = 0,
     stride: int | tuple[int, int] = 1,
 ) -> float:
-    """Relative distance of ``f`` from commuting with a shift, in the Frobenius norm.
+    r"""Relative distance of ``f`` from commuting with a shift, in the Frobenius norm.
 
     .. math::
 
-        e = \\frac{\\lVert f(T_d x) - T_{d/s} f(x) \\rVert_F}{\\lVert f(x) \\rVert_F}
+        e = \frac{\lVert f(T_d x) - T_{d/s} f(x) \rVert_F}{\lVert f(x) \rVert_F}
 
     where ``||a||_F`` is the square root of the sum of squares of all entries (batch and
     channels included), ``T_d`` shifts by ``d = (dy, dx)`` and ``s`` is the stride of ``f``
@@ -335,9 +335,9 @@ def equivariance_error(
 def invariance_error(
     f: Callable[[Any], Any], x: Any, dy: float, dx: float, mode: str = "circular"
 ) -> float:
-    """Relative change of ``f``'s output when its input is shifted, in the Frobenius norm.
+    r"""Relative change of ``f``'s output when its input is shifted, in the Frobenius norm.
 
-    .. math:: e = \\frac{\\lVert f(T_d x) - f(x) \\rVert_F}{\\lVert f(x) \\rVert_F}
+    .. math:: e = \frac{\lVert f(T_d x) - f(x) \rVert_F}{\lVert f(x) \rVert_F}
 
     ``e = 0`` means ``f`` is exactly invariant to the shift ``d = (dy, dx)``. ``f`` may return
     anything array-like (a feature map, a vector of class scores).
@@ -490,34 +490,11 @@ def probe_layers(
         raise ValueError(f"mode must be 'circular' or 'zero', got {mode!r}")
 
     leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
-
-    def run(inp: Any) -> list[tuple[str, Any, Any]]:
-        records: list[tuple[str, Any, Any]] = []
-        counts: dict[str, int] = {}
-
-        def make_hook(name: str) -> Callable[..., None]:
-            def hook(module: Any, args: Any, output: Any) -> None:
-                counts[name] = counts.get(name, 0) + 1
-                label = name if counts[name] == 1 else f"{name}#{counts[name]}"
-                if isinstance(output, torch.Tensor):
-                    records.append((label, module, output.detach().double()))
-
-            return hook
-
-        handles = [m.register_forward_hook(make_hook(name)) for name, m in leaves]
-        try:
-            with torch.no_grad():
-                model(inp)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return records
-
     was_training = model.training
     model.eval()
     try:
-        base = run(x)
-        shifted_runs = [run(shift(x, dy, dx, mode)) for dy, dx in shifts]
+        base = _leaf_outputs(model, leaves, x)
+        shifted_runs = [_leaf_outputs(model, leaves, shift(x, dy, dx, mode)) for dy, dx in shifts]
     finally:
         model.train(was_training)
     reports = []
@@ -525,17 +502,10 @@ def probe_layers(
     for index, (label, module, out) in enumerate(base):
         my, mx = _module_stride(module)
         sy, sx = sy * my, sx * mx
-        errors, on_grid = [], []
-        for (dy, dx), run_k in zip(shifts, shifted_runs, strict=True):
-            out_k = run_k[index][2]
-            if out.ndim == 4:
-                oy, ox, exact = _output_shift(dy, dx, (sy, sx))
-                expected = shift(out, oy, ox, "circular" if exact else "fourier")
-                errors.append(_relative(to_numpy(out_k - expected), to_numpy(out)))
-                on_grid.append(exact)
-            else:
-                errors.append(_relative(to_numpy(out_k - out), to_numpy(out)))
-                on_grid.append(True)
+        measured = [
+            _layer_error(out, run_k[index][2], d, (sy, sx))
+            for d, run_k in zip(shifts, shifted_runs, strict=True)
+        ]
         reports.append(
             LayerReport(
                 name=label,
@@ -543,11 +513,56 @@ def probe_layers(
                 stride=(sy, sx),
                 shape=tuple(out.shape),
                 measure="equivariance" if out.ndim == 4 else "invariance",
-                errors=tuple(errors),
-                on_grid=tuple(on_grid),
+                errors=tuple(error for error, _ in measured),
+                on_grid=tuple(exact for _, exact in measured),
             )
         )
     return reports
+
+
+def _leaf_outputs(
+    model: Any, leaves: list[tuple[str, Any]], inp: Any
+) -> list[tuple[str, Any, Any]]:
+    """``(label, module, output)`` of every leaf-module call of one forward pass, in order.
+
+    A module called twice is labelled ``name#2`` the second time; outputs are float64 copies.
+    """
+    torch = __import__("torch")
+    records: list[tuple[str, Any, Any]] = []
+    counts: dict[str, int] = {}
+
+    def make_hook(name: str) -> Callable[..., None]:
+        def hook(module: Any, args: Any, output: Any) -> None:
+            counts[name] = counts.get(name, 0) + 1
+            label = name if counts[name] == 1 else f"{name}#{counts[name]}"
+            if isinstance(output, torch.Tensor):
+                records.append((label, module, output.detach().double()))
+
+        return hook
+
+    handles = [m.register_forward_hook(make_hook(name)) for name, m in leaves]
+    try:
+        with torch.no_grad():
+            model(inp)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return records
+
+
+def _layer_error(
+    out: Any, out_shifted: Any, d: tuple[int, int], stride: tuple[int, int]
+) -> tuple[float, bool]:
+    """Error of one layer's output for the input shift ``d``, and whether it was on the grid.
+
+    A feature map (N, C, H, W) is compared with its own shift by ``d / stride`` (circular when
+    that is whole, Fourier otherwise); anything else with itself (invariance).
+    """
+    if out.ndim != 4:
+        return _relative(to_numpy(out_shifted - out), to_numpy(out)), True
+    oy, ox, exact = _output_shift(d[0], d[1], stride)
+    expected = shift(out, oy, ox, "circular" if exact else "fourier")
+    return _relative(to_numpy(out_shifted - expected), to_numpy(out)), exact
 
 
 def format_reports(reports: Sequence[LayerReport], shifts: Sequence[tuple[int, int]]) -> str:

@@ -179,10 +179,10 @@ def iou_per_class(prediction: np.ndarray, target: np.ndarray, num_classes: int) 
 
 
 def mean_iou(prediction: np.ndarray, target: np.ndarray, num_classes: int) -> float:
-    """Mean over classes of the intersection over union, counting pixels of the whole set.
+    r"""Mean over classes of the intersection over union, counting pixels of the whole set.
 
-    .. math:: \\text{mIoU} = \\frac{1}{|C|} \\sum_{c \\in C}
-              \\frac{TP_c}{TP_c + FP_c + FN_c}
+    .. math:: \text{mIoU} = \frac{1}{|C|} \sum_{c \in C}
+              \frac{TP_c}{TP_c + FP_c + FN_c}
 
     where ``C`` holds the classes present in the prediction or the target.
 

@@ -14,10 +14,9 @@ for input size ``i``, kernel size ``k``, stride ``s``, padding ``p`` (per side) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TypeAlias
+from collections.abc import Iterable
 
-IntOrPair: TypeAlias = int | tuple[int, int]
+from cnnlab.geometry import IntOrPair, Pads, Window, check_int, pair, same_form
 
 __all__ = [
     "IntOrPair",
@@ -34,110 +33,6 @@ __all__ = [
     "conv_params",
     "conv_macs",
 ]
-
-
-def check_int(
-    name: str, value: object, minimum: int | None = None, expected: str = "an int"
-) -> int:
-    """Return ``value`` as an int, checking that it is one and at least ``minimum``.
-
-    ``bool`` is refused (it is a subclass of int, but ``stride=True`` is always a mistake);
-    NumPy integers are accepted.
-
-    Parameters
-    ----------
-    name : str
-        The argument's name, used in the error message.
-    value : object
-    minimum : int, optional
-        Smallest allowed value.
-    expected : str
-        What the argument should be, for the TypeError message.
-
-    Raises
-    ------
-    TypeError
-        ``"{name} must be an int, got {value!r}"`` if ``value`` is not an integer.
-    ValueError
-        ``"{name} must be >= {minimum}, got {value}"`` if it is too small.
-
-    Examples
-    --------
-    >>> check_int("groups", 2, minimum=1)
-    2
-    >>> check_int("groups", 0, minimum=1)
-    Traceback (most recent call last):
-    ...
-    ValueError: groups must be >= 1, got 0
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        integer = False
-        try:
-            import numpy as np  # local: shapes stays importable without NumPy
-
-            integer = isinstance(value, np.integer)
-        except ImportError:  # pragma: no cover
-            pass
-        if not integer:
-            raise TypeError(f"{name} must be {expected}, got {value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-_PAIR = "an int or an (h, w) pair of ints"
-
-
-def pair(value: IntOrPair | Sequence[int], name: str = "value") -> tuple[int, int]:
-    """Return ``value`` as an ``(h, w)`` pair of ints.
-
-    Parameters
-    ----------
-    value : int or sequence of two ints
-        A size-like argument.
-    name : str
-        The argument's name, used in the error message.
-
-    Returns
-    -------
-    tuple of int
-        ``(value, value)`` for an int, ``(value[0], value[1])`` for a pair.
-
-    Examples
-    --------
-    >>> pair(3)
-    (3, 3)
-    >>> pair((3, 5))
-    (3, 5)
-    """
-    if isinstance(value, str):
-        raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
-    if isinstance(value, Iterable):
-        items = tuple(value)
-        if len(items) != 2:
-            raise ValueError(
-                f"{name} must be an int or an (h, w) pair, got {len(items)} values: {value!r}"
-            )
-        return (
-            check_int(name, items[0], expected=_PAIR),
-            check_int(name, items[1], expected=_PAIR),
-        )
-    v = check_int(name, value, expected=_PAIR)
-    return (v, v)
-
-
-def _is_pair(*values: object) -> bool:
-    return any(not isinstance(v, int) and isinstance(v, Iterable) for v in values)
-
-
-def _unpair(result: tuple[int, int], as_pair: bool) -> IntOrPair:
-    return result if as_pair else result[0]
-
-
-def _at_least(name: str, value: tuple[int, int], minimum: int) -> None:
-    for v in value:
-        check_int(name, v, minimum)
 
 
 def effective_kernel_size(kernel_size: IntOrPair, dilation: IntOrPair = 1) -> IntOrPair:
@@ -165,50 +60,23 @@ def effective_kernel_size(kernel_size: IntOrPair, dilation: IntOrPair = 1) -> In
     >>> effective_kernel_size((3, 1), dilation=(6, 6))
     (13, 1)
     """
-    k = pair(kernel_size, "kernel_size")
-    d = pair(dilation, "dilation")
-    _at_least("kernel_size", k, 1)
-    _at_least("dilation", d, 1)
-    result = (k[0] + (k[0] - 1) * (d[0] - 1), k[1] + (k[1] - 1) * (d[1] - 1))
-    return _unpair(result, _is_pair(kernel_size, dilation))
+    return same_form(Window(kernel_size, dilation=dilation).span, kernel_size, dilation)
 
 
 def window_output_size(
     size: tuple[int, int],
     span: tuple[int, int],
     stride: tuple[int, int],
-    pads: tuple[tuple[int, int], tuple[int, int]],
+    pads: Pads,
     ceil_mode: bool = False,
     what: str = "",
 ) -> tuple[int, int]:
     """Return how many windows of ``span`` pixels fit per axis, with per-side padding.
 
-    .. math:: o = \\left\\lfloor \frac{i + p_b + p_a - r}{s} \right\rfloor + 1
-
-    for input size ``i``, padding ``p_b`` before and ``p_a`` after, window span
-    ``r = d(k - 1) + 1`` and stride ``s``: the law of :func:`conv_output_size` with padding that
-    may differ between the two sides. With ``ceil_mode`` the floor becomes a ceiling, as in
-    PyTorch's pooling, except that the last window must start inside the input or the padding
-    before it (``(o - 1) s < i + p_b``). The arguments are assumed checked (pairs of ints,
-    ``size, span, stride >= 1``, pads ``>= 0``).
-
-    Parameters
-    ----------
-    size, span, stride : (int, int)
-    pads : ((int, int), (int, int))
-        ``((top, bottom), (left, right))``.
-    ceil_mode : bool
-    what : str
-        Prefix of the error message (which layer, which arguments).
-
-    Returns
-    -------
-    (int, int)
-
-    Raises
-    ------
-    ValueError
-        If the window is longer than the padded input on an axis.
+    :meth:`cnnlab.geometry.Window.output_size` of a window of ``span`` taps (dilation 1): the
+    law of :func:`conv_output_size` with padding that may differ between the two sides, and
+    PyTorch pooling's ``ceil_mode``. ``size``, ``span`` and ``stride`` are ``(h, w)`` pairs,
+    ``pads`` is ``((top, bottom), (left, right))``, ``what`` prefixes the error message.
 
     Examples
     --------
@@ -217,23 +85,8 @@ def window_output_size(
     >>> window_output_size((6, 6), (3, 3), (2, 2), ((0, 0), (0, 0)), ceil_mode=True)
     (3, 3)
     """
-    out = []
-    for axis in range(2):
-        before, after = pads[axis]
-        padded = size[axis] + before + after
-        if span[axis] > padded:
-            raise ValueError(
-                f"{what}kernel spans {span[axis]} pixels on axis {axis}, more than the padded "
-                f"input {padded} (input size {tuple(size)}, padding {tuple(pads)})"
-            )
-        if ceil_mode:
-            o = -(-(padded - span[axis]) // stride[axis]) + 1
-            if (o - 1) * stride[axis] >= size[axis] + before:  # last window must start inside
-                o -= 1
-        else:
-            o = (padded - span[axis]) // stride[axis] + 1
-        out.append(o)
-    return (out[0], out[1])
+    window = Window(span, stride, pads)
+    return window.output_size(size, ceil_mode, what)
 
 
 def conv_output_size(
@@ -243,9 +96,9 @@ def conv_output_size(
     padding: IntOrPair = 0,
     dilation: IntOrPair = 1,
 ) -> IntOrPair:
-    """Return the spatial output size of a convolution or pooling layer.
+    r"""Return the spatial output size of a convolution or pooling layer.
 
-    .. math:: o = \\left\\lfloor \\frac{i + 2p - d(k - 1) - 1}{s} \\right\\rfloor + 1
+    .. math:: o = \left\lfloor \frac{i + 2p - d(k - 1) - 1}{s} \right\rfloor + 1
 
     exactly as :func:`torch.nn.functional.conv2d` computes it; ``padding`` is added on *each*
     side (a total of ``2p`` per axis).
@@ -281,20 +134,9 @@ def conv_output_size(
     >>> conv_output_size((5, 7), kernel_size=3, padding=1, dilation=(1, 2))
     (5, 5)
     """
-    i = pair(size, "size")
-    k = pair(kernel_size, "kernel_size")
-    s = pair(stride, "stride")
-    p = pair(padding, "padding")
-    d = pair(dilation, "dilation")
-    _at_least("size", i, 1)
-    _at_least("kernel_size", k, 1)
-    _at_least("stride", s, 1)
-    _at_least("padding", p, 0)
-    _at_least("dilation", d, 1)
-    span = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
-    pads = ((p[0], p[0]), (p[1], p[1]))
-    out = window_output_size(i, span, s, pads, what=f"kernel_size {k} with dilation {d}: ")
-    return _unpair(out, _is_pair(size, kernel_size, stride, padding, dilation))
+    pair(padding, "padding")  # an int or a pair here; Window also takes 'same' and sides
+    out = Window(kernel_size, stride, padding, dilation).output_size(size)
+    return same_form(out, size, kernel_size, stride, padding, dilation)
 
 
 def same_padding(kernel_size: IntOrPair, dilation: IntOrPair = 1) -> IntOrPair:
@@ -327,17 +169,15 @@ def same_padding(kernel_size: IntOrPair, dilation: IntOrPair = 1) -> IntOrPair:
     >>> same_padding(3, dilation=6)
     6
     """
-    k = pair(kernel_size, "kernel_size")
-    d = pair(dilation, "dilation")
-    eff = pair(effective_kernel_size(k, d))
+    window = Window(kernel_size, padding="same", dilation=dilation)
     for axis in range(2):
-        if eff[axis] % 2 == 0:
+        if window.span[axis] % 2 == 0:
             raise ValueError(
-                f"'same' padding needs an odd effective kernel size, but kernel_size {k} with "
-                f"dilation {d} spans {eff[axis]} on axis {axis}; pad asymmetrically instead"
+                f"'same' padding needs an odd effective kernel size, but kernel_size "
+                f"{window.kernel_size} with dilation {window.dilation} spans {window.span[axis]} "
+                f"on axis {axis}; pad asymmetrically instead"
             )
-    result = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
-    return _unpair(result, _is_pair(kernel_size, dilation))
+    return same_form(window.start_padding, kernel_size, dilation)
 
 
 def output_stride(strides: Iterable[IntOrPair]) -> IntOrPair:
@@ -366,11 +206,10 @@ def output_stride(strides: Iterable[IntOrPair]) -> IntOrPair:
     strides = list(strides)
     total = [1, 1]
     for index, s in enumerate(strides):
-        sp = pair(s, f"strides[{index}]")
-        _at_least(f"strides[{index}]", sp, 1)
+        sp = pair(s, f"strides[{index}]", minimum=1)
         total[0] *= sp[0]
         total[1] *= sp[1]
-    return _unpair((total[0], total[1]), _is_pair(*strides))
+    return same_form((total[0], total[1]), *strides)
 
 
 def split_padding(total_padding: int) -> tuple[int, int]:
@@ -407,12 +246,12 @@ def split_padding(total_padding: int) -> tuple[int, int]:
 def conv_input_sizes(
     output_size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
 ) -> range:
-    """Return every input size that a convolution maps to ``output_size`` (one axis).
+    r"""Return every input size that a convolution maps to ``output_size`` (one axis).
 
     The floor in ``o = floor((i + 2p - d(k - 1) - 1) / s) + 1`` throws away a remainder
     between 0 and ``s - 1``, so ``s`` consecutive input sizes share one output size:
 
-    .. math:: i \\in [\\, (o - 1)s + d(k - 1) + 1 - 2p,\\; (o - 1)s + d(k - 1) + 1 - 2p + s - 1 \\,]
+    .. math:: i \in [\, (o - 1)s + d(k - 1) + 1 - 2p,\; (o - 1)s + d(k - 1) + 1 - 2p + s - 1 \,]
 
     (only sizes of at least 1 are kept). This is why a transposed convolution needs
     ``output_padding`` to say which of them to produce.
@@ -436,21 +275,12 @@ def conv_input_sizes(
     >>> list(conv_input_sizes(3, kernel_size=3))
     [5]
     """
-    o = check_int("output_size", output_size)
-    k = check_int("kernel_size", kernel_size)
-    s = check_int("stride", stride)
-    p = check_int("padding", padding)
-    d = check_int("dilation", dilation)
-    for name, value, minimum in (
-        ("output_size", o, 1),
-        ("kernel_size", k, 1),
-        ("stride", s, 1),
-        ("padding", p, 0),
-        ("dilation", d, 1),
-    ):
-        if value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    smallest = (o - 1) * s + d * (k - 1) + 1 - 2 * p
+    o = check_int("output_size", output_size, minimum=1)
+    k = check_int("kernel_size", kernel_size, minimum=1)
+    s = check_int("stride", stride, minimum=1)
+    p = check_int("padding", padding, minimum=0)
+    d = check_int("dilation", dilation, minimum=1)
+    smallest = (o - 1) * s + Window(k, dilation=d).span[0] - 2 * p
     return range(max(smallest, 1), smallest + s)
 
 
@@ -462,9 +292,9 @@ def transposed_output_size(
     output_padding: IntOrPair = 0,
     dilation: IntOrPair = 1,
 ) -> IntOrPair:
-    """Return the spatial output size of a transposed convolution.
+    r"""Return the spatial output size of a transposed convolution.
 
-    .. math:: o = (i - 1)s - 2p + d(k - 1) + \\text{output\\_padding} + 1
+    .. math:: o = (i - 1)s - 2p + d(k - 1) + \text{output\_padding} + 1
 
     exactly as :func:`torch.nn.functional.conv_transpose2d` computes it. Each of the ``i`` input
     cells scatters a (dilated) kernel footprint of span ``d(k - 1) + 1`` into the output, the
@@ -494,18 +324,10 @@ def transposed_output_size(
     >>> transposed_output_size(4, kernel_size=3, stride=2, padding=1, output_padding=1)
     8
     """
-    i = pair(size, "size")
-    k = pair(kernel_size, "kernel_size")
-    s = pair(stride, "stride")
-    p = pair(padding, "padding")
-    op = pair(output_padding, "output_padding")
-    d = pair(dilation, "dilation")
-    _at_least("size", i, 1)
-    _at_least("kernel_size", k, 1)
-    _at_least("stride", s, 1)
-    _at_least("padding", p, 0)
-    _at_least("output_padding", op, 0)
-    _at_least("dilation", d, 1)
+    i = pair(size, "size", minimum=1)
+    window = Window(kernel_size, stride, pair(padding, "padding"), dilation)
+    k, s, d, p = window.kernel_size, window.stride, window.dilation, window.start_padding
+    op = pair(output_padding, "output_padding", minimum=0)
     out = []
     for axis in range(2):
         if op[axis] >= max(s[axis], d[axis]):
@@ -513,16 +335,14 @@ def transposed_output_size(
                 f"output_padding {op} must be smaller than stride {s} or dilation {d} "
                 f"on axis {axis}"
             )
-        o = (i[axis] - 1) * s[axis] - 2 * p[axis] + d[axis] * (k[axis] - 1) + op[axis] + 1
+        o = (i[axis] - 1) * s[axis] - 2 * p[axis] + window.span[axis] + op[axis]
         if o < 1:
             raise ValueError(
                 f"padding {p} crops away the whole output on axis {axis} (size {i}, "
                 f"kernel_size {k}, stride {s}, dilation {d})"
             )
         out.append(o)
-    return _unpair(
-        (out[0], out[1]), _is_pair(size, kernel_size, stride, padding, output_padding, dilation)
-    )
+    return same_form((out[0], out[1]), size, kernel_size, stride, padding, output_padding, dilation)
 
 
 def conv_params(
@@ -532,10 +352,10 @@ def conv_params(
     groups: int = 1,
     bias: bool = True,
 ) -> int:
-    """Return the number of learnable parameters of a 2-D convolution layer.
+    r"""Return the number of learnable parameters of a 2-D convolution layer.
 
-    .. math:: C_\\text{out} \\cdot \\frac{C_\\text{in}}{g} \\cdot k_h k_w \\; + \\; C_\\text{out}
-              \\;\\text{(bias)}
+    .. math:: C_\text{out} \cdot \frac{C_\text{in}}{g} \cdot k_h k_w \; + \; C_\text{out}
+              \;\text{(bias)}
 
     *Width* (``in_channels``, ``out_channels``) enters as a product, so doubling the width of
     every layer quadruples the parameters; the input resolution does not enter at all.
@@ -568,8 +388,7 @@ def conv_params(
     c_in, c_out, g = _channels(in_channels, out_channels, groups)
     if not isinstance(bias, bool):
         raise TypeError(f"bias must be a bool, got {bias!r}")
-    kh, kw = pair(kernel_size, "kernel_size")
-    _at_least("kernel_size", (kh, kw), 1)
+    kh, kw = pair(kernel_size, "kernel_size", minimum=1)
     return c_out * (c_in // g) * kh * kw + (c_out if bias else 0)
 
 
@@ -583,12 +402,12 @@ def conv_macs(
     dilation: IntOrPair = 1,
     groups: int = 1,
 ) -> int:
-    """Return the multiply-adds of a 2-D convolution on one image (bias not counted).
+    r"""Return the multiply-adds of a 2-D convolution on one image (bias not counted).
 
     Every output element is a dot product of ``C_in / g * kh * kw`` weights with as many inputs:
 
-    .. math:: \\text{MACs} = \\underbrace{C_\\text{out}\\, o_h\\, o_w}_{\\text{output elements}}
-              \\cdot \\frac{C_\\text{in}}{g}\\, k_h k_w
+    .. math:: \text{MACs} = \underbrace{C_\text{out}\, o_h\, o_w}_{\text{output elements}}
+              \cdot \frac{C_\text{in}}{g}\, k_h k_w
 
     with ``(o_h, o_w)`` from :func:`conv_output_size`. Cost therefore grows with the square of
     the resolution (``o_h o_w``) and with the product of the widths.

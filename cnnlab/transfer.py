@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import Split, load_digits_tensors, split_classes, subset_classes
+from cnnlab.training import fit
 
 __all__ = [
     "ARMS",
@@ -253,10 +254,11 @@ def train(
 ) -> list[float]:
     """Train the trainable parameters of ``model`` with Adam and cross-entropy.
 
-    The learning rate decays linearly from ``lr`` at the first step to ``lr / steps`` at the
-    last. Each epoch visits the training set once in an order drawn from a
-    ``torch.Generator`` seeded with ``seed``, in minibatches of ``batch_size``. Frozen parameters
-    (``requires_grad=False``) are left out of the optimiser and never change.
+    :func:`cnnlab.training.fit` with ``schedule='linear'``: the learning rate decays linearly
+    from ``lr`` at the first step to ``lr / steps`` at the last. Each epoch visits the training
+    set once in an order drawn from a ``torch.Generator`` seeded with ``seed``, in minibatches
+    of ``batch_size``. Frozen parameters (``requires_grad=False``) are left out of the optimiser
+    and never change.
 
     Parameters
     ----------
@@ -275,38 +277,10 @@ def train(
     list of float
         The mean training loss of each epoch.
     """
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"x and y must have the same length, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no trainable parameters")
-    optimiser = torch.optim.Adam(params, lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(seed)
-    n = x.shape[0]
-    steps_per_epoch = -(-n // batch_size)
-    steps = epochs * steps_per_epoch
-    history = []
-    model.train()
-    step = 0
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)
-        total = 0.0
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            for group in optimiser.param_groups:
-                group["lr"] = lr * (steps - step) / steps
-            step += 1
-            optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[idx]), y[idx])
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(idx)
-        history.append(total / n)
-    model.eval()
-    return history
+    history = fit(
+        model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, schedule="linear", seed=seed
+    )
+    return history.loss
 
 
 @torch.no_grad()
@@ -381,12 +355,12 @@ def ablated(model: SmallCNN, layer: int, filters: Sequence[int]) -> Iterator[Sma
 def ablation_drops(
     model: SmallCNN, x: torch.Tensor, y: torch.Tensor, n_classes: int | None = None
 ) -> list[np.ndarray]:
-    """Per-class accuracy drop when each filter of each block is zeroed, one at a time.
+    r"""Per-class accuracy drop when each filter of each block is zeroed, one at a time.
 
     .. math::
 
-        D^{(l)}_{k,c} = \\mathrm{acc}_c(\\text{model}) - \\mathrm{acc}_c(\\text{model with
-        filter } k \\text{ of block } l \\text{ zeroed})
+        D^{(l)}_{k,c} = \mathrm{acc}_c(\text{model}) - \mathrm{acc}_c(\text{model with
+        filter } k \text{ of block } l \text{ zeroed})
 
     Parameters
     ----------

@@ -69,7 +69,7 @@ def _grade_id(cell: NotebookNode) -> str | None:
 
 
 def replace_solution(notebook: NotebookNode, replacements: Mapping[str, str]) -> NotebookNode:
-    """A copy of ``notebook`` whose cells with the given nbgrader grade ids hold new code.
+    r"""A copy of ``notebook`` whose cells with the given nbgrader grade ids hold new code.
 
     ``replacements`` maps a grade id (the solution cell of a function has the function's name
     as its grade id) to the cell's new source, stripped of surrounding blank lines. A grade id
@@ -79,9 +79,9 @@ def replace_solution(notebook: NotebookNode, replacements: Mapping[str, str]) ->
     Examples
     --------
     >>> nb = load_source("02_shapes")
-    >>> wrong = replace_solution(nb, {"same_padding": "def same_padding(k, d=1):\\n    return 0\\n"})
+    >>> wrong = replace_solution(nb, {"same_padding": "def same_padding(k, d=1):\n    return 0\n"})
     >>> [c.source for c in wrong.cells if c.metadata["nbgrader"]["grade_id"] == "same_padding"]
-    ['def same_padding(k, d=1):\\n    return 0']
+    ['def same_padding(k, d=1):\n    return 0']
     >>> replace_solution(nb, {"no_such_cell": ""})
     Traceback (most recent call last):
     ...

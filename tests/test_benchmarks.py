@@ -119,3 +119,25 @@ def test_verdicts_apply_the_targets():
     assert v["batches"][1]["pass"] is True  # 1.9 <= 2.0
     assert v["peak_3x3"]["reached"] == 2 and v["peak_3x3"]["pass"] is False
     assert bench.verdicts(rows, peak=1.0, full=False)["batches"][8]["pass"] is None
+
+
+def test_grading_benchmark_times_cnnlab_and_nbgrader_each_in_its_own_process(capsys, tmp_path):
+    bench = _load("grading")
+    argv = ["--copies", "2", "--jobs", "2", "--json", str(tmp_path / "grading.json")]
+    if os.geteuid() != 0:
+        argv.append("--allow-weak-isolation")
+    report = bench.main(argv)
+    out = capsys.readouterr().out
+    assert json.loads((tmp_path / "grading.json").read_text()) == json.loads(json.dumps(report))
+    assert [p["role"] for p in report["processes"]] == ["cnnlab", "nbgrader"]
+    pids = [p["pid"] for p in report["processes"]]
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    assert report["parent_pid"] == os.getpid()
+    cnnlab, nbgrader = report["processes"]
+    assert cnnlab["full_marks"] == cnnlab["graded"] == 2  # same class, graded right
+    assert nbgrader["graded"] == 2  # nbgrader ran every notebook and its checks passed
+    assert set(cnnlab["threads"].values()) == {"1"}
+    per_minute = report["per_minute"]
+    assert per_minute["cnnlab"] == 60 * 2 / cnnlab["process_wall_s"]
+    assert abs(report["ratio"] - per_minute["cnnlab"] / per_minute["nbgrader"]) < 1e-12
+    assert "throughput ratio cnnlab / nbgrader:" in out

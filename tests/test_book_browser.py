@@ -55,11 +55,15 @@ def browser():
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
+            headless=True,
             args=[
                 "--no-sandbox",
                 "--disable-gpu",
-                "--disable-background-networking",
+                "--disable-quic",
                 "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
             ],
         )
         yield browser

@@ -16,7 +16,7 @@ from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "_build" / "html"
-CHAPTERS = sorted(p.stem for p in (ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+CHAPTERS = sorted(p.stem for p in (ROOT / "book").glob("[0-9][0-9]*_*.ipynb"))
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # myst-nb shows the richest output it can render; text/plain is shown only when nothing richer
 # is there.

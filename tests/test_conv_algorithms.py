@@ -20,6 +20,7 @@ from strategies import conv_cases
 import cnnlab.numpy.conv as conv_module
 from cnnlab import numpy as cnp
 from cnnlab._checks import conv2d_geometry
+from cnnlab.geometry import Window
 
 TOL = 1e-9
 GENERAL = ["im2col", "fft", "direct", "auto"]
@@ -187,24 +188,38 @@ def test_auto_rule(x_shape, w_shape, kwargs, expected):
     assert cnp.choose_algorithm(w_shape, geometry, x_shape[-2:]) == expected
 
 
-def test_direct_conv_refuses_an_out_size_larger_than_the_input():
-    # A 4x4 input and a 2x2 kernel leave room for 3x3 outputs; 6x6 would read past the array.
+def test_direct_and_fft_conv_take_every_window_that_fits_the_padded_input():
+    # A 4x4 input and a 2x2 kernel leave room for 3x3 outputs at stride 1, 2x2 at stride 2.
     xp = np.arange(16.0).reshape(1, 1, 4, 4)
-    with pytest.raises(ValueError, match=r"out_size \(6, 6\).*shape \(1, 1, 4, 4\)"):
-        cnp.direct_conv(xp, np.ones((1, 1, 2, 2)), (1, 1), (1, 1), (6, 6))
-    with pytest.raises(ValueError, match=r"out_size \(6, 6\).*shape \(1, 1, 4, 4\)"):
-        cnp.fft_conv(xp, np.ones((1, 1, 2, 2)), (1, 1), (1, 1), (6, 6))
-    full = cnp.direct_conv(xp, np.ones((1, 1, 2, 2)), (1, 1), (1, 1), (3, 3))
-    ref = F.conv2d(torch.from_numpy(xp), torch.ones(1, 1, 2, 2, dtype=torch.float64)).numpy()
-    np.testing.assert_allclose(full, ref)
+    w = np.ones((1, 1, 2, 2))
+    for stride in (1, 2):
+        ref = F.conv2d(torch.from_numpy(xp), torch.from_numpy(w), stride=stride).numpy()
+        for method in (cnp.direct_conv, cnp.fft_conv):
+            np.testing.assert_allclose(method(xp, w, Window(2, stride=stride)), ref, atol=1e-9)
 
 
-def test_windows_and_im2col_refuse_a_geometry_that_does_not_fit():
-    x = np.arange(16.0).reshape(1, 1, 4, 4)
-    geometry = conv2d_geometry((1, 1, 6, 6), (1, 1, 2, 2), None, 1, 0, 1, 1)  # made for 6x6
-    with pytest.raises(ValueError, match=r"out_size \(5, 5\).*shape \(1, 1, 4, 4\)"):
-        cnp.im2col(x, geometry)
-    with pytest.raises(ValueError, match=r"out_size \(5, 5\)"):
-        conv_module.windows(x, geometry)
-    fitting = conv2d_geometry(x.shape, (1, 1, 2, 2), None, 1, 0, 1, 1)
-    assert cnp.im2col(x, fitting).shape == (1, 9, 4)
+def test_direct_and_fft_conv_refuse_a_window_that_is_not_the_weights():
+    xp = np.zeros((1, 1, 4, 4))
+    for method in (cnp.direct_conv, cnp.fft_conv):
+        with pytest.raises(ValueError, match=r"weight shape \(1, 1, 2, 2\).*kernel \(3, 3\)"):
+            method(xp, np.ones((1, 1, 2, 2)), Window(3))
+        with pytest.raises(ValueError, match=r"spans 5 pixels on axis 0, more than"):
+            method(xp, np.ones((1, 1, 5, 1)), Window((5, 1)))
+
+
+def test_im2col_pads_by_the_window_and_matches_unfold():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 5))
+    window = Window((3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2))
+    cols = cnp.im2col(x, window)
+    ref = F.unfold(torch.from_numpy(x), (3, 2), dilation=(1, 2), padding=(1, 0), stride=(2, 1))
+    np.testing.assert_allclose(cols, ref.numpy().transpose(0, 2, 1))
+    assert cols.shape[1] == np.prod(window.output_size(x.shape[-2:]))
+
+
+def test_windows_refuses_a_window_larger_than_the_array():
+    with pytest.raises(
+        ValueError,
+        match=r"windows: kernel_size \(3, 3\) with dilation \(2, 2\) spans 5 pixels on axis 1",
+    ):
+        conv_module.windows(np.zeros((1, 1, 6, 4)), Window(3, dilation=2))

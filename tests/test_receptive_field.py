@@ -425,7 +425,7 @@ def test_custom_rule_and_functional_ops():
 def test_same_padding_and_non_square():
     net = nn.Sequential(nn.Conv2d(1, 1, (1, 5), padding="same"), nn.Conv2d(1, 1, (3, 1)))
     rf = receptive_field_of(net, (8, 9))
-    assert rf == ReceptiveField((3, 5), 1, (0, 2))
+    assert rf == ReceptiveField((3, 5), (1, 1), (0, 2))  # a pair in, pairs out
     assert rf.interval((1, 4)) == (Interval(1, 3, 2.0), Interval(2, 6, 4.0))
 
 

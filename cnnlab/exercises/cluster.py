@@ -48,6 +48,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -377,6 +378,7 @@ def grade_on_cluster(
     batch_size: int = 1,
     retries: int = 2,
     connect_timeout: float | None = None,
+    on_result: Callable[[SubmissionResult], None] | None = None,
 ) -> list[SubmissionResult]:
     """Grade ``submissions`` on the Dask cluster of ``scheduler``; write the reports to ``out_dir``.
 
@@ -397,6 +399,8 @@ def grade_on_cluster(
         Dask retries of a task that raised (a worker's death is retried by the scheduler).
     connect_timeout : float, optional
         Seconds to reach the scheduler (default: Dask's ``distributed.comm.timeouts.connect``).
+    on_result : callable, optional
+        Called with each result graded in this run as soon as it is journaled.
 
     Raises
     ------
@@ -429,7 +433,7 @@ def grade_on_cluster(
             "allow_weak_isolation": allow_weak_isolation,
             "grader": grader_digest(),
         }
-        run = _ClusterRun(exercise, bundle, log, uuid.uuid4().hex, options, results)
+        run = _ClusterRun(exercise, bundle, log, uuid.uuid4().hex, options, results, on_result)
         todo: list[_Item] = []
         resumed = 0
         for ident, path in found:
@@ -491,6 +495,7 @@ class _ClusterRun:
     run: str  # this run's id, in each journal line it writes
     options: dict[str, Any]  # for grade_batch: limits, allow_weak_isolation, grader
     results: dict[str, SubmissionResult]
+    on_result: Callable[[SubmissionResult], None] | None = None
 
     def grade(
         self, client: Any, todo: list[_Item], batch_size: int, retries: int, progress: bool
@@ -575,6 +580,8 @@ class _ClusterRun:
         grader = self.options["grader"][:16]  # which grader code graded it (the same everywhere)
         self.log.record(result, sha256, run=self.run, worker=worker, grader=grader)
         self.results[result.id] = result
+        if self.on_result is not None:
+            self.on_result(result)
 
     def _take(self, future: Any, batch: list[_Item]) -> None:
         """Record one finished task: its results journaled, or its failure as grader errors

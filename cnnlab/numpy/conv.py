@@ -9,21 +9,37 @@ memory); ``algorithm=`` selects FFT (:mod:`cnnlab.numpy.fft`), Winograd F(2x2, 3
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnlab._checks import ConvGeometry, check_windows_fit, conv2d_geometry
+from cnnlab._checks import conv2d_geometry
+from cnnlab.geometry import IntOrPair, Pads, Window
 from cnnlab.numpy.direct import direct_conv
 from cnnlab.numpy.fft import fft_conv
 from cnnlab.numpy.winograd import winograd_conv
-from cnnlab.shapes import IntOrPair
 
-__all__ = ["corr2d", "conv2d", "im2col", "choose_algorithm", "ALGORITHMS"]
+__all__ = [
+    "corr2d",
+    "conv2d",
+    "im2col",
+    "windows",
+    "pad2d",
+    "as_float_array",
+    "choose_algorithm",
+    "ALGORITHMS",
+]
 
 
-def _as_float_array(name: str, value: object) -> np.ndarray:
+def as_float_array(name: str, value: object) -> np.ndarray:
+    """Return ``value`` as a real floating-point array (integers and booleans become float64).
+
+    Raises ``TypeError`` naming ``name`` for a non-numeric or complex array.
+
+    Examples
+    --------
+    >>> as_float_array("x", [1, 2]).dtype
+    dtype('float64')
+    """
     array = np.asarray(value)
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
@@ -40,9 +56,9 @@ def _as_float_array(name: str, value: object) -> np.ndarray:
 
 
 def corr2d(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Cross-correlate a 2-D image with a 2-D kernel, 'valid' mode, by the loop of the formula.
+    r"""Cross-correlate a 2-D image with a 2-D kernel, 'valid' mode, by the loop of the formula.
 
-    .. math:: S(i, j) = \\sum_m \\sum_n I(i + m, j + n)\\, K(m, n)
+    .. math:: S(i, j) = \sum_m \sum_n I(i + m, j + n)\, K(m, n)
 
     Written by hand as two loops over output pixels and two over kernel taps, so that it reads
     like the formula. It is slow (four nested Python loops) on purpose: use :func:`conv2d`
@@ -68,8 +84,8 @@ def corr2d(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     array([[-4., -4.],
            [-4., -4.]])
     """
-    image = _as_float_array("image", image)
-    kernel = _as_float_array("kernel", kernel)
+    image = as_float_array("image", image)
+    kernel = as_float_array("kernel", kernel)
     if image.ndim != 2 or kernel.ndim != 2:
         raise ValueError(
             f"corr2d takes a 2-D image and a 2-D kernel, got image shape {image.shape} and "
@@ -90,9 +106,7 @@ def corr2d(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out
 
 
-def pad2d(
-    x: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]], value: float = 0.0
-) -> np.ndarray:
+def pad2d(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
     """Pad the last two axes of ``x`` by ``((top, bottom), (left, right))`` with ``value``."""
     if pads == ((0, 0), (0, 0)):
         return x
@@ -100,61 +114,61 @@ def pad2d(
     return np.pad(x, width, mode="constant", constant_values=value)
 
 
-def windows(x: np.ndarray, geometry: ConvGeometry) -> np.ndarray:
-    """Return a read-only view of every kernel window of an already padded ``x``.
+def windows(xp: np.ndarray, window: Window) -> np.ndarray:
+    """Return a read-only view of every kernel window of an already padded ``xp``.
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, Hp, Wp)
-        Padded input.
-    geometry : ConvGeometry
-        Stride, dilation, kernel and output size.
+    xp : ndarray, shape (N, C, Hp, Wp)
+        The input, already padded (``window.padding`` is not applied again).
+    window : Window
+        Kernel size, stride and dilation.
 
     Returns
     -------
     ndarray, shape (N, C, OH, OW, kh, kw)
-        ``out[n, c, i, j, m, l] = x[n, c, i*s_h + m*d_h, j*s_w + l*d_w]``, with no copy.
+        ``out[n, c, i, j, m, l] = xp[n, c, i*s_h + m*d_h, j*s_w + l*d_w]``, with no copy;
+        ``(OH, OW) = window.unpadded().output_size((Hp, Wp))``, every window that fits.
 
     Raises
     ------
     ValueError
-        If the geometry's windows do not fit in ``x`` (the view would read outside it).
+        If ``xp`` is not 4-D or the window is larger than it.
     """
-    check_windows_fit(
-        x.shape,
-        geometry.kernel_size,
-        geometry.stride,
-        geometry.dilation,
-        geometry.out_size,
-        "windows",
-    )
-    n, c = x.shape[:2]
-    sn, sc, sh, sw = x.strides
-    (oh, ow), (kh, kw) = geometry.out_size, geometry.kernel_size
-    (s_h, s_w), (d_h, d_w) = geometry.stride, geometry.dilation
+    if xp.ndim != 4:
+        raise ValueError(f"windows: input must be 4-D (N, C, Hp, Wp), got shape {xp.shape}")
+    oh, ow = window.unpadded().output_size(xp.shape[-2:], what="windows: ")
+    sn, sc, sh, sw = xp.strides
+    (s_h, s_w), (d_h, d_w) = window.stride, window.dilation
     return as_strided(
-        x,
-        shape=(n, c, oh, ow, kh, kw),
+        xp,
+        shape=(*xp.shape[:2], oh, ow, *window.kernel_size),
         strides=(sn, sc, sh * s_h, sw * s_w, sh * d_h, sw * d_w),
         writeable=False,
     )
 
 
-def im2col(x: np.ndarray, geometry: ConvGeometry) -> np.ndarray:
-    """Unfold every kernel window of a padded ``x`` into a row of a matrix.
+def im2col(x: np.ndarray, window: Window) -> np.ndarray:
+    """Unfold every kernel window of ``x``, zero-padded by ``window.padding``, into a row.
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, Hp, Wp)
-    geometry : ConvGeometry
+    x : ndarray, shape (N, C, H, W)
+    window : Window
 
     Returns
     -------
     ndarray, shape (N, OH * OW, C * kh * kw)
         Row ``i * OW + j`` of batch item ``n`` holds the window under output pixel (i, j),
-        ordered channel, then kernel row, then kernel column, as the weight is.
+        ordered channel, then kernel row, then kernel column, as the weight is;
+        ``(OH, OW) = window.output_size((H, W))``.
+
+    Examples
+    --------
+    >>> im2col(np.ones((1, 2, 5, 5)), Window(3, stride=2, padding=1)).shape
+    (1, 9, 18)
     """
-    view = windows(x, geometry)  # (N, C, OH, OW, kh, kw)
+    view = windows(pad2d(x, window.padding), window)  # (N, C, OH, OW, kh, kw)
     n, c, oh, ow, kh, kw = view.shape
     return view.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh * ow, c * kh * kw)
 
@@ -170,7 +184,7 @@ _MIN_GEMM_COLUMNS = 2048  # below this many output pixels per image, several ima
 
 def choose_algorithm(
     weight_shape: tuple[int, ...],
-    geometry: ConvGeometry,
+    window: Window,
     in_hw: tuple[int, int] | None = None,
 ) -> str:
     """The algorithm ``conv2d(..., algorithm="auto")`` uses for a layer.
@@ -192,41 +206,35 @@ def choose_algorithm(
 
     Examples
     --------
-    >>> from cnnlab._checks import conv2d_geometry
-    >>> geo = conv2d_geometry((1, 64, 56, 56), (64, 64, 3, 3), None, 1, 1, 1, 1)
-    >>> choose_algorithm((64, 64, 3, 3), geo)
+    >>> choose_algorithm((64, 64, 3, 3), Window(3, padding=1))
     'im2col'
-    >>> geo = conv2d_geometry((1, 3, 32, 32), (8, 3, 13, 13), None, 1, 6, 1, 1)
-    >>> choose_algorithm((8, 3, 13, 13), geo, (32, 32))
+    >>> choose_algorithm((8, 3, 13, 13), Window(13, padding=6), (32, 32))
     'fft'
     """
     kh, kw = weight_shape[2:]
-    if geometry.stride == (1, 1) and geometry.dilation == (1, 1) and kh * kw >= 169:
+    if window.stride == (1, 1) and window.dilation == (1, 1) and kh * kw >= 169:
         return "fft"
     return "im2col"
 
 
-def _check_algorithm(algorithm: str, weight_shape: tuple[int, ...], geometry: ConvGeometry):
+def _check_algorithm(algorithm: str, weight_shape: tuple[int, ...], window: Window) -> None:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm == "winograd":
         kernel = tuple(weight_shape[2:])
-        if kernel != (3, 3) or geometry.stride != (1, 1) or geometry.dilation != (1, 1):
+        if kernel != (3, 3) or window.stride != (1, 1) or window.dilation != (1, 1):
             raise ValueError(
                 f"algorithm='winograd' (F(2x2, 3x3)) needs a 3x3 kernel with stride 1 and "
                 f"dilation 1; this layer has weight shape {tuple(weight_shape)}, kernel "
-                f"{kernel}, stride {geometry.stride}, dilation {geometry.dilation}"
+                f"{kernel}, stride {window.stride}, dilation {window.dilation}"
             )
 
 
-def _input_slab(
-    x: np.ndarray, geometry: ConvGeometry, n0: int, n1: int, r0: int, r1: int
-) -> np.ndarray:
+def _input_slab(x: np.ndarray, window: Window, n0: int, n1: int, r0: int, r1: int) -> np.ndarray:
     """The zero-padded input rows that output rows ``r0:r1`` of images ``n0:n1`` read."""
-    (pt, _), (pl, pr) = geometry.pads
-    s_h, d_h, kh = geometry.stride[0], geometry.dilation[0], geometry.kernel_size[0]
-    top = r0 * s_h - pt
-    bottom = (r1 - 1) * s_h + d_h * (kh - 1) + 1 - pt  # exclusive, in unpadded coordinates
+    (pt, _), (pl, pr) = window.padding
+    top = r0 * window.stride[0] - pt
+    bottom = (r1 - 1) * window.stride[0] + window.span[0] - pt  # exclusive, unpadded coordinates
     height, width = x.shape[2:]
     if top >= 0 and bottom <= height and pl == 0 and pr == 0:
         return x[n0:n1, :, top:bottom]  # a view: nothing to pad
@@ -241,11 +249,11 @@ def _input_slab(
     return slab
 
 
-def _blocks(n: int, geometry: ConvGeometry, k_group: int, o_group: int, budget: int):
+def _blocks(n: int, out_size: tuple[int, int], k_group: int, o_group: int, budget: int):
     """Yield ``(n0, n1, r0, r1)``: several whole images or one image's band of output rows,
     each small enough that its unfolded columns (and, for several images, the product
     before it is transposed into place) fit in ``budget`` elements."""
-    oh, ow = geometry.out_size
+    oh, ow = out_size
     per_image = (k_group + o_group) * oh * ow
     if per_image <= budget:
         images = max(1, min(n, budget // per_image, -(-_MIN_GEMM_COLUMNS // (oh * ow))))
@@ -258,7 +266,7 @@ def _blocks(n: int, geometry: ConvGeometry, k_group: int, o_group: int, budget: 
             yield n0, n0 + 1, r0, min(oh, r0 + rows)
 
 
-def _im2col_gemm(x: np.ndarray, weight: np.ndarray, geometry: ConvGeometry, groups: int):
+def _im2col_gemm(x: np.ndarray, weight: np.ndarray, window: Window, groups: int) -> np.ndarray:
     """Blocked im2col + GEMM: ``out[n, :, rows] = W (C_out, K) @ cols (K, rows * OW)``.
 
     ``cols`` is built channel-major (row ``(c, m, l)``, column ``(n, i, j)``), so the product
@@ -267,12 +275,12 @@ def _im2col_gemm(x: np.ndarray, weight: np.ndarray, geometry: ConvGeometry, grou
     n = x.shape[0]
     c_out, c_group, kh, kw = weight.shape
     o_group = c_out // groups
-    (oh, ow) = geometry.out_size
+    (oh, ow) = window.output_size(x.shape[-2:])
     out = np.empty((n, c_out, oh, ow), dtype=x.dtype)
     k_group = c_group * kh * kw
     w_mat = np.ascontiguousarray(weight).reshape(c_out, k_group)
-    no_pad = geometry.pads == ((0, 0), (0, 0))
-    pointwise = (kh, kw) == (1, 1) and geometry.stride == (1, 1) and no_pad
+    no_pad = window.padding == ((0, 0), (0, 0))
+    pointwise = (kh, kw) == (1, 1) and window.stride == (1, 1) and no_pad
     if pointwise:
         # A 1x1 stride-1 layer is already a matrix product: out[n] = W @ x[n], no unfolding.
         for g in range(groups):
@@ -283,16 +291,15 @@ def _im2col_gemm(x: np.ndarray, weight: np.ndarray, geometry: ConvGeometry, grou
             )
         return out
     budget = max(int(COLUMN_BUDGET * out.size), _MIN_COLUMN_ELEMENTS)
-    blocks = list(_blocks(n, geometry, k_group, o_group, budget))
+    blocks = list(_blocks(n, (oh, ow), k_group, o_group, budget))
     largest = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks) * k_group * ow
     buffer = np.empty(largest, dtype=x.dtype)  # the columns, reused by every block
     for n0, n1, r0, r1 in blocks:
         nb, rows = n1 - n0, r1 - r0
-        slab = _input_slab(x, geometry, n0, n1, r0, r1)
+        slab = _input_slab(x, window, n0, n1, r0, r1)  # exactly the padded rows of the band
         for g in range(groups):
             chans = slice(g * c_group, (g + 1) * c_group)
-            band = dataclasses.replace(geometry, out_size=(rows, ow))
-            view = windows(slab[:, chans], band)  # (nb, C, rows, OW, kh, kw)
+            view = windows(slab[:, chans], window)  # (nb, C, rows, OW, kh, kw)
             cols = buffer[: k_group * nb * rows * ow].reshape(c_group, kh, kw, nb, rows, ow)
             np.copyto(cols, view.transpose(1, 4, 5, 0, 2, 3))
             cols = cols.reshape(k_group, nb * rows * ow)
@@ -316,12 +323,12 @@ def conv2d(
     groups: int = 1,
     algorithm: str = "auto",
 ) -> np.ndarray:
-    """2-D cross-correlation of a batch of multi-channel images, by a choice of fast algorithm.
+    r"""2-D cross-correlation of a batch of multi-channel images, by a choice of fast algorithm.
 
     .. math::
 
-        \\text{out}(n, o, i, j) = b(o) + \\sum_{c \\in g(o)} \\sum_m \\sum_l
-            x_p(n, c, i s_h + m d_h, j s_w + l d_w)\\, w(o, c, m, l)
+        \text{out}(n, o, i, j) = b(o) + \sum_{c \in g(o)} \sum_m \sum_l
+            x_p(n, c, i s_h + m d_h, j s_w + l d_w)\, w(o, c, m, l)
 
     where ``x_p`` is ``x`` zero-padded by ``padding`` on each side and ``g(o)`` is the group
     of input channels that output channel ``o`` reads. The default algorithm unfolds each
@@ -368,10 +375,10 @@ def conv2d(
     >>> float(conv2d(x, w, padding=1, algorithm="winograd")[0, 0, 2, 2])
     18.0
     """
-    x = _as_float_array("x", x)
-    weight = _as_float_array("weight", weight)
-    bias = None if bias is None else _as_float_array("bias", bias)
-    geometry = conv2d_geometry(
+    x = as_float_array("x", x)
+    weight = as_float_array("weight", weight)
+    bias = None if bias is None else as_float_array("bias", bias)
+    window = conv2d_geometry(
         x.shape,
         weight.shape,
         None if bias is None else bias.shape,
@@ -380,23 +387,20 @@ def conv2d(
         dilation,
         groups,
     )
-    _check_algorithm(algorithm, weight.shape, geometry)
+    _check_algorithm(algorithm, weight.shape, window)
     if algorithm == "auto":
-        algorithm = choose_algorithm(weight.shape, geometry, x.shape[-2:])
+        algorithm = choose_algorithm(weight.shape, window, x.shape[-2:])
     dtype = np.result_type(x, weight) if bias is None else np.result_type(x, weight, bias)
-    batch = (x if geometry.batched else x[None]).astype(dtype, copy=False)
+    batched = x.ndim == 4
+    batch = (x if batched else x[None]).astype(dtype, copy=False)
     weight = weight.astype(dtype, copy=False)
     if algorithm == "im2col":
-        out = _im2col_gemm(batch, weight, geometry, groups)
+        out = _im2col_gemm(batch, weight, window, groups)
+    elif algorithm == "winograd":
+        out = winograd_conv(pad2d(batch, window.padding), weight, groups)
     else:
-        padded = pad2d(batch, geometry.pads)
-        if algorithm == "winograd":
-            out = winograd_conv(padded, weight, groups)
-        else:
-            method = fft_conv if algorithm == "fft" else direct_conv
-            out = method(
-                padded, weight, geometry.stride, geometry.dilation, geometry.out_size, groups
-            )
+        method = fft_conv if algorithm == "fft" else direct_conv
+        out = method(pad2d(batch, window.padding), weight, window, groups)
     if bias is not None:
         out += bias.astype(dtype, copy=False)[:, None, None]
-    return out if geometry.batched else out[0]
+    return out if batched else out[0]

@@ -15,12 +15,12 @@ __all__ = ["dilate_kernel"]
 
 
 def dilate_kernel(kernel: np.ndarray, dilation: IntOrPair) -> np.ndarray:
-    """Insert ``dilation - 1`` zeros between neighbouring taps of a kernel.
+    r"""Insert ``dilation - 1`` zeros between neighbouring taps of a kernel.
 
     The result, of spatial size ``d (k - 1) + 1``, used in an ordinary convolution (dilation 1)
     gives exactly the atrous convolution of ``kernel`` with rate ``d``:
 
-    .. math:: w_d[d\\,m,\\ d\\,n] = w[m, n], \\quad w_d = 0 \\text{ elsewhere}
+    .. math:: w_d[d\,m,\ d\,n] = w[m, n], \quad w_d = 0 \text{ elsewhere}
 
     Parameters
     ----------

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnlab._checks import check_windows_fit
+from cnnlab._checks import padded_output_size
+from cnnlab.geometry import Window
 
 __all__ = ["direct_conv"]
 
@@ -37,46 +38,38 @@ def _tap_view(
     )
 
 
-def direct_conv(
-    xp: np.ndarray,
-    weight: np.ndarray,
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-    out_size: tuple[int, int],
-    groups: int = 1,
-) -> np.ndarray:
-    """Cross-correlate an already padded batch, summing one shifted product per kernel tap.
+def direct_conv(xp: np.ndarray, weight: np.ndarray, window: Window, groups: int = 1) -> np.ndarray:
+    r"""Cross-correlate an already padded batch, summing one shifted product per kernel tap.
 
     .. math::
 
-        \\text{out}(n, o, i, j) = \\sum_{m, l} \\sum_{c \\in g(o)}
-            w(o, c, m, l)\\, x_p(n, c, i s_h + m d_h, j s_w + l d_w)
+        \text{out}(n, o, i, j) = \sum_{m, l} \sum_{c \in g(o)}
+            w(o, c, m, l)\, x_p(n, c, i s_h + m d_h, j s_w + l d_w)
 
     Parameters
     ----------
     xp : ndarray, shape (N, C_in, Hp, Wp)
         Zero-padded input.
     weight : ndarray, shape (C_out, C_in / groups, kh, kw)
-    stride, dilation : (int, int)
-    out_size : (int, int)
-        ``(OH, OW)``, as :func:`cnnlab.shapes.conv_output_size` gives it; checked against
-        ``xp``'s shape (a ValueError if the windows would reach past ``xp``).
+    window : Window
+        Kernel size, stride and dilation; its padding is not applied again.
     groups : int
 
     Returns
     -------
     ndarray, shape (N, C_out, OH, OW)
-        No bias added.
+        ``(OH, OW) = window.unpadded().output_size((Hp, Wp))``; no bias added.
 
     Examples
     --------
     >>> xp = np.arange(16.0).reshape(1, 1, 4, 4)
-    >>> direct_conv(xp, np.ones((1, 1, 2, 2)), (2, 2), (1, 1), (2, 2))[0, 0]
+    >>> direct_conv(xp, np.ones((1, 1, 2, 2)), Window(2, stride=2))[0, 0]
     array([[10., 18.],
            [42., 50.]])
     """
     c_out, c_group, kh, kw = weight.shape
-    check_windows_fit(xp.shape, (kh, kw), stride, dilation, out_size, "direct_conv")
+    out_size = padded_output_size(xp.shape, weight.shape, window, "direct_conv")
+    stride, dilation = window.stride, window.dilation
     batch = xp.shape[0]
     o_group = c_out // groups
     dtype = np.result_type(xp, weight)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab._checks import check_windows_fit
+from cnnlab._checks import padded_output_size
+from cnnlab.geometry import Window
 from cnnlab.numpy.dilation import dilate_kernel
 
 __all__ = ["fft_conv", "fast_fft_size"]
@@ -37,54 +38,37 @@ def fast_fft_size(n: int) -> int:
         m += 1
 
 
-def fft_conv(
-    xp: np.ndarray,
-    weight: np.ndarray,
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-    out_size: tuple[int, int],
-    groups: int = 1,
-) -> np.ndarray:
-    """Cross-correlate an already padded batch through 2-D real FFTs.
+def fft_conv(xp: np.ndarray, weight: np.ndarray, window: Window, groups: int = 1) -> np.ndarray:
+    r"""Cross-correlate an already padded batch through 2-D real FFTs.
 
     .. math::
 
-        \\text{out}(n, o) = \\Big[\\mathcal{F}^{-1}\\Big(\\sum_{c \\in g(o)}
-            \\mathcal{F}(x_p(n, c))\\, \\overline{\\mathcal{F}(w_d(o, c))}\\Big)\\Big]_{::s_h,\\, ::s_w}
+        \text{out}(n, o) = \Big[\mathcal{F}^{-1}\Big(\sum_{c \in g(o)}
+            \mathcal{F}(x_p(n, c))\, \overline{\mathcal{F}(w_d(o, c))}\Big)\Big]_{::s_h,\, ::s_w}
 
     where ``w_d`` is the kernel with ``d - 1`` zeros inserted between its taps (dilation),
     zero-padded to the transform size: the padded input's ``Hp x Wp`` rounded up to a fast
     FFT length (:func:`fast_fft_size`; extra zeros at the end change no kept output).
 
-    Parameters
-    ----------
-    xp : ndarray, shape (N, C_in, Hp, Wp)
-        Zero-padded input.
-    weight : ndarray, shape (C_out, C_in / groups, kh, kw)
-    stride, dilation : (int, int)
-    out_size : (int, int)
-        ``(OH, OW)``.
-    groups : int
-
-    Returns
-    -------
-    ndarray, shape (N, C_out, OH, OW)
-        Same dtype as the inputs (float32 stays float32); no bias added.
+    The arguments and the result are those of :func:`cnnlab.numpy.direct.direct_conv`: the
+    zero-padded input ``xp`` (N, C_in, Hp, Wp), the weight (C_out, C_in / groups, kh, kw), the
+    layer's :class:`~cnnlab.geometry.Window` (its padding not applied again) and ``groups``;
+    the output (N, C_out, OH, OW) has the inputs' dtype (float32 stays float32), no bias added.
 
     Examples
     --------
     >>> xp = np.arange(16.0).reshape(1, 1, 4, 4)
-    >>> np.round(fft_conv(xp, np.ones((1, 1, 2, 2)), (2, 2), (1, 1), (2, 2))[0, 0], 9)
+    >>> np.round(fft_conv(xp, np.ones((1, 1, 2, 2)), Window(2, stride=2))[0, 0], 9)
     array([[10., 18.],
            [42., 50.]])
     """
-    check_windows_fit(xp.shape, weight.shape[2:], stride, dilation, out_size, "fft_conv")
+    out_size = padded_output_size(xp.shape, weight.shape, window, "fft_conv")
     n, _, hp, wp = xp.shape
     size = (fast_fft_size(hp), fast_fft_size(wp))
     c_out, c_group, kh, kw = weight.shape
     o_group = c_out // groups
     dtype = np.result_type(xp, weight)
-    (oh, ow), (s_h, s_w), (d_h, d_w) = out_size, stride, dilation
+    (oh, ow), (s_h, s_w), (d_h, d_w) = out_size, window.stride, window.dilation
     dilated = dilate_kernel(weight.astype(dtype, copy=False), (d_h, d_w))
     out = np.empty((n, c_out, oh, ow), dtype=dtype)
     for g in range(groups):

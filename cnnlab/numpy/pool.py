@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab._checks import pool2d_geometry
-from cnnlab.numpy.conv import _as_float_array, pad2d, windows
-from cnnlab.shapes import IntOrPair
+from cnnlab.geometry import IntOrPair, Window
+from cnnlab.numpy.conv import as_float_array, pad2d, windows
 
 __all__ = ["max_pool2d", "avg_pool2d"]
 
 
-def _pool(x: np.ndarray, geometry, pad_value: float, reduce) -> np.ndarray:
-    batch = x if geometry.batched else x[None]
-    view = windows(pad2d(batch, geometry.pads, pad_value), geometry)  # (N, C, OH, OW, kh, kw)
+def _pool(x: np.ndarray, window: Window, pad_value: float, reduce) -> np.ndarray:
+    batch = x if x.ndim == 4 else x[None]
+    view = windows(pad2d(batch, window.padding, pad_value), window)  # (N, C, OH, OW, kh, kw)
     out = reduce(view)
-    return out if geometry.batched else out[0]
+    return out if x.ndim == 4 else out[0]
 
 
 def max_pool2d(
@@ -25,9 +25,9 @@ def max_pool2d(
     padding: IntOrPair = 0,
     dilation: IntOrPair = 1,
 ) -> np.ndarray:
-    """Max pooling: the largest value in each (dilated) window.
+    r"""Max pooling: the largest value in each (dilated) window.
 
-    .. math:: \\text{out}(n, c, i, j) = \\max_{m, l}\\; x_p(n, c, i s_h + m d_h, j s_w + l d_w)
+    .. math:: \text{out}(n, c, i, j) = \max_{m, l}\; x_p(n, c, i s_h + m d_h, j s_w + l d_w)
 
     where ``x_p`` is ``x`` padded with -inf, so padding never wins the maximum.
 
@@ -53,9 +53,9 @@ def max_pool2d(
     array([[ 5.,  7.],
            [13., 15.]])
     """
-    x = _as_float_array("x", x)
-    geometry = pool2d_geometry(x.shape, kernel_size, stride, padding, dilation)
-    return _pool(x, geometry, -np.inf, lambda v: v.max(axis=(-2, -1)))
+    x = as_float_array("x", x)
+    window = pool2d_geometry(x.shape, kernel_size, stride, padding, dilation)
+    return _pool(x, window, -np.inf, lambda v: v.max(axis=(-2, -1)))
 
 
 def avg_pool2d(
@@ -64,9 +64,9 @@ def avg_pool2d(
     stride: IntOrPair | None = None,
     padding: IntOrPair = 0,
 ) -> np.ndarray:
-    """Average pooling: the mean of each window, padded zeros included.
+    r"""Average pooling: the mean of each window, padded zeros included.
 
-    .. math:: \\text{out}(n, c, i, j) = \\frac{1}{k_h k_w} \\sum_{m, l}\\; x_p(n, c, i s_h + m, j s_w + l)
+    .. math:: \text{out}(n, c, i, j) = \frac{1}{k_h k_w} \sum_{m, l}\; x_p(n, c, i s_h + m, j s_w + l)
 
     with ``x_p`` zero-padded; zeros of the padding count in the mean, as in PyTorch's default
     ``count_include_pad=True``.
@@ -91,6 +91,6 @@ def avg_pool2d(
     array([[ 2.5,  4.5],
            [10.5, 12.5]])
     """
-    x = _as_float_array("x", x)
-    geometry = pool2d_geometry(x.shape, kernel_size, stride, padding, 1)
-    return _pool(x, geometry, 0.0, lambda v: v.mean(axis=(-2, -1)))
+    x = as_float_array("x", x)
+    window = pool2d_geometry(x.shape, kernel_size, stride, padding, 1)
+    return _pool(x, window, 0.0, lambda v: v.mean(axis=(-2, -1)))

@@ -1,9 +1,9 @@
-"""Winograd's minimal filtering F(2x2, 3x3): 16 multiplications per 2x2 output tile, not 36.
+r"""Winograd's minimal filtering F(2x2, 3x3): 16 multiplications per 2x2 output tile, not 36.
 
 A 2x2 block of outputs of a 3x3 correlation reads a 4x4 tile ``d`` of the input. Winograd's
 algorithm (Lavin & Gray, 2016) writes it as
 
-.. math:: Y = A^T \\big[ (G g G^T) \\odot (B^T d B) \\big] A
+.. math:: Y = A^T \big[ (G g G^T) \odot (B^T d B) \big] A
 
 with the constant matrices below. The weight transform ``U = G g G^T`` is done once per filter
 and the input transform ``V = B^T d B`` once per tile and channel (additions only); the

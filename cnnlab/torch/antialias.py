@@ -27,9 +27,9 @@ _PAD_MODES = {"reflect": "reflect", "zero": "constant", "circular": "circular"}
 
 
 def binomial_filter(size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The normalised 2-D binomial filter of a given size, a cheap approximation of a Gaussian.
+    r"""The normalised 2-D binomial filter of a given size, a cheap approximation of a Gaussian.
 
-    .. math:: K = b b^\\top, \\quad b_m = \\binom{n - 1}{m} / 2^{n - 1}, \\quad m = 0..n-1
+    .. math:: K = b b^\top, \quad b_m = \binom{n - 1}{m} / 2^{n - 1}, \quad m = 0..n-1
 
     Sizes 1, 2, 3, 4, 5 give the rows [1], [1 1]/2, [1 2 1]/4, [1 3 3 1]/8, [1 4 6 4 1]/16.
 
@@ -59,9 +59,9 @@ def binomial_filter(size: int, dtype: torch.dtype = torch.float32) -> torch.Tens
 
 
 class BlurPool2d(nn.Module):
-    """Blur each channel with a fixed binomial filter, then subsample by ``stride``.
+    r"""Blur each channel with a fixed binomial filter, then subsample by ``stride``.
 
-    .. math:: \\text{out}(n, c) = \\big(\\text{pad}(x(n, c)) \\star K\\big)[:: s, :: s]
+    .. math:: \text{out}(n, c) = \big(\text{pad}(x(n, c)) \star K\big)[:: s, :: s]
 
     a depthwise convolution with the :func:`binomial_filter` ``K`` (not learned; stored as a
     buffer) and stride ``s``. The padding (``filter_size - 1`` in total, the extra pixel at the
@@ -142,9 +142,9 @@ class BlurPool2d(nn.Module):
 
 
 class MaxBlurPool2d(nn.Module):
-    """Zhang's anti-aliased max pooling: a dense max (stride 1), then :class:`BlurPool2d`.
+    r"""Zhang's anti-aliased max pooling: a dense max (stride 1), then :class:`BlurPool2d`.
 
-    .. math:: \\text{MaxBlurPool}_{k, s} = \\text{BlurPool}_s \\circ \\text{MaxPool}_{k, 1}
+    .. math:: \text{MaxBlurPool}_{k, s} = \text{BlurPool}_s \circ \text{MaxPool}_{k, 1}
 
     replaces ``MaxPool2d(k, stride=s)``. With ``padding_mode='circular'`` the dense max wraps
     around (the input is padded circularly by ``k - 1`` at the bottom/right), so the whole

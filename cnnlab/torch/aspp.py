@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.atrous import _rates
+from cnnlab.atrous import check_rates
 from cnnlab.shapes import check_int
 from cnnlab.torch.backbones import TinyBackbone
 
@@ -66,15 +66,15 @@ class ASPPPooling(nn.Module):
 
 
 class ASPP(nn.Module):
-    """Atrous Spatial Pyramid Pooling head of DeepLabv3.
+    r"""Atrous Spatial Pyramid Pooling head of DeepLabv3.
 
     ``branches[0]`` is the 1x1 convolution, ``branches[1:-1]`` the 3x3 atrous convolutions (one
     per rate, padding equal to the rate), ``branches[-1]`` the image-level pooling branch;
     ``project`` is the 1x1 convolution (with BN, ReLU and dropout) applied to their
     concatenation.
 
-    .. math:: \\mathrm{ASPP}(x) = P\\big([\\,B_{1\\times1}(x),\\ B_{r_1}(x),\\ \\dots,\\
-              B_{r_m}(x),\\ \\mathrm{up}(B_\\text{pool}(\\bar x))\\,]\\big)
+    .. math:: \mathrm{ASPP}(x) = P\big([\,B_{1\times1}(x),\ B_{r_1}(x),\ \dots,\
+              B_{r_m}(x),\ \mathrm{up}(B_\text{pool}(\bar x))\,]\big)
 
     Parameters
     ----------
@@ -111,7 +111,7 @@ class ASPP(nn.Module):
         super().__init__()
         in_channels = check_int("in_channels", in_channels, minimum=1)
         out_channels = check_int("out_channels", out_channels, minimum=1)
-        rates = _rates("rates", rates)
+        rates = check_rates("rates", rates)
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.in_channels, self.out_channels, self.rates = in_channels, out_channels, rates

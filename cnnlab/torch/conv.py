@@ -20,11 +20,11 @@ def conv2d(
     dilation: IntOrPair = 1,
     groups: int = 1,
 ) -> torch.Tensor:
-    """2-D cross-correlation as im2col and a matrix product, equal to ``F.conv2d``.
+    r"""2-D cross-correlation as im2col and a matrix product, equal to ``F.conv2d``.
 
     .. math::
 
-        \\text{out}(n, o, \\cdot) = b(o) + W_o \\cdot \\text{unfold}(x_p)(n, g(o))
+        \text{out}(n, o, \cdot) = b(o) + W_o \cdot \text{unfold}(x_p)(n, g(o))
 
     ``F.unfold`` lays every (dilated, strided) window of the padded input out as a column of
     ``C_in/groups * kh * kw`` values; each group's filters, flattened to rows, multiply those
@@ -61,7 +61,7 @@ def conv2d(
         )
     if bias is not None and not isinstance(bias, torch.Tensor):
         raise TypeError(f"bias must be a torch.Tensor or None, got {type(bias).__name__}")
-    geometry = conv2d_geometry(
+    window = conv2d_geometry(
         tuple(x.shape),
         tuple(weight.shape),
         None if bias is None else tuple(bias.shape),
@@ -70,14 +70,15 @@ def conv2d(
         dilation,
         groups,
     )
-    batch = x if geometry.batched else x.unsqueeze(0)
-    (top, bottom), (left, right) = geometry.pads
+    batched = x.dim() == 4
+    batch = x if batched else x.unsqueeze(0)
+    (top, bottom), (left, right) = window.padding
     if top or bottom or left or right:
         batch = F.pad(batch, (left, right, top, bottom))
     n = batch.shape[0]
     c_out = weight.shape[0]
-    (oh, ow) = geometry.out_size
-    cols = F.unfold(batch, geometry.kernel_size, dilation=geometry.dilation, stride=geometry.stride)
+    (oh, ow) = window.output_size(tuple(x.shape[-2:]))
+    cols = F.unfold(batch, window.kernel_size, dilation=window.dilation, stride=window.stride)
     # cols: (N, C_in * kh * kw, OH * OW), channel-major, so each group is a contiguous slab.
     cols = cols.reshape(n, groups, -1, oh * ow)
     w = weight.reshape(groups, c_out // groups, -1)
@@ -85,4 +86,4 @@ def conv2d(
     out = out.reshape(n, c_out, oh, ow)
     if bias is not None:
         out = out + bias.reshape(1, c_out, 1, 1)
-    return out if geometry.batched else out[0]
+    return out if batched else out[0]

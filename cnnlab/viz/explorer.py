@@ -74,7 +74,7 @@ def explorer_outputs(
     dilation: int = 1,
     step: int = 0,
 ) -> tuple[dict, ...]:
-    """Return what the explorer shows for one slider setting, as Jupyter output records.
+    r"""Return what the explorer shows for one slider setting, as Jupyter output records.
 
     Parameters
     ----------
@@ -96,7 +96,7 @@ def explorer_outputs(
     >>> [r["output_type"] for r in records]
     ['stream', 'display_data']
     >>> records[0]["text"]
-    'o = floor((5 + 2*1 - 1*(3 - 1) - 1) / 1) + 1 = 5, so the output is 5x5 (effective kernel 3)\\n'
+    'o = floor((5 + 2*1 - 1*(3 - 1) - 1) / 1) + 1 = 5, so the output is 5x5 (effective kernel 3)\n'
     """
     text = explorer_text(input_size, kernel_size, stride, padding, dilation)
     records: list[dict] = [{"output_type": "stream", "name": "stdout", "text": text + "\n"}]
@@ -238,7 +238,7 @@ def explorer_gallery(
     if not settings:
         raise ValueError("settings must hold at least one slider setting")
     nrows = -(-len(settings) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.4 * nrows), squeeze=False)
     for ax in axes.flat[len(settings) :]:
         ax.axis("off")
     for ax, setting in zip(axes.flat, settings, strict=False):

@@ -1,8 +1,8 @@
-"""Where a convolution's kernel lands: padding, stride, dilation and transposed convolution drawn.
+r"""Where a convolution's kernel lands: padding, stride, dilation and transposed convolution drawn.
 
 One picture explains every case. For a convolution, output cell ``(r, c)`` reads the input cells
 
-.. math:: (r s - p + m d,\\; c s - p + n d), \\qquad 0 \\le m, n < k,
+.. math:: (r s - p + m d,\; c s - p + n d), \qquad 0 \le m, n < k,
 
 some of which fall in the zero padding (row or column ``< 0`` or ``>= i``). A transposed
 convolution runs the same geometry backwards: input cell ``(r, c)`` *scatters* into the output
@@ -22,7 +22,8 @@ from matplotlib.animation import FuncAnimation
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
-from cnnlab.shapes import IntOrPair, conv_output_size, pair, transposed_output_size
+from cnnlab.geometry import IntOrPair, Window, pair
+from cnnlab.shapes import transposed_output_size
 
 __all__ = ["GeometryStep", "conv_geometry_steps", "draw_conv_geometry", "animate_conv_geometry"]
 
@@ -58,14 +59,13 @@ class GeometryStep:
 
 
 @dataclass(frozen=True)
-class _Geometry:
+class _Diagram:
+    """What one diagram shows: a window, which way it runs, and the two sizes."""
+
+    window: Window
     transposed: bool
     input_size: Cell
     output_size: Cell
-    kernel: Cell
-    stride: Cell
-    padding: Cell
-    dilation: Cell
     output_padding: Cell
 
 
@@ -77,40 +77,25 @@ def _resolve(
     dilation: IntOrPair,
     transposed: bool,
     output_padding: IntOrPair,
-) -> _Geometry:
-    i, k, s = (
-        pair(input_size, "input_size"),
-        pair(kernel_size, "kernel_size"),
-        pair(stride, "stride"),
-    )
-    p, d = pair(padding, "padding"), pair(dilation, "dilation")
+) -> _Diagram:
+    i = pair(input_size, "input_size", minimum=1)
+    window = Window(kernel_size, stride, pair(padding, "padding"), dilation)
     op = pair(output_padding, "output_padding")
     if transposed:
-        o = pair(transposed_output_size(i, k, s, p, op, d))
+        o = pair(transposed_output_size(i, kernel_size, stride, padding, op, dilation))
     else:
         if op != (0, 0):
             raise ValueError(
                 f"output_padding applies only to a transposed convolution, got {output_padding!r}"
             )
-        o = pair(conv_output_size(i, k, s, p, d))
-    return _Geometry(transposed, i, o, k, s, p, d, op)
+        o = window.output_size(i)
+    return _Diagram(window, transposed, i, o, op)
 
 
-def _steps(g: _Geometry) -> list[GeometryStep]:
+def _steps(g: _Diagram) -> list[GeometryStep]:
+    """One step per output cell (per input cell, transposed): the cells the window touches."""
     rows, cols = g.input_size if g.transposed else g.output_size
-    steps = []
-    for r in range(rows):
-        for c in range(cols):
-            taps = tuple(
-                (
-                    r * g.stride[0] - g.padding[0] + m * g.dilation[0],
-                    c * g.stride[1] - g.padding[1] + n * g.dilation[1],
-                )
-                for m in range(g.kernel[0])
-                for n in range(g.kernel[1])
-            )
-            steps.append(GeometryStep((r, c), taps))
-    return steps
+    return [GeometryStep((r, c), g.window.taps((r, c))) for r in range(rows) for c in range(cols)]
 
 
 def conv_geometry_steps(
@@ -155,7 +140,7 @@ def conv_geometry_steps(
     return _steps(g)
 
 
-def _extent(g: _Geometry, steps: list[GeometryStep]) -> tuple[Cell, Cell]:
+def _extent(g: _Diagram, steps: list[GeometryStep]) -> tuple[Cell, Cell]:
     """Rows and columns spanned by the big panel: the real cells plus everything a tap hits."""
     real = g.output_size if g.transposed else g.input_size
     lo = [0, 0]
@@ -167,8 +152,8 @@ def _extent(g: _Geometry, steps: list[GeometryStep]) -> tuple[Cell, Cell]:
                 hi[axis] = max(hi[axis], tap[axis] + 1)
     if not g.transposed:  # the padded input, even where the stride skips the last pixels
         for axis in range(2):
-            lo[axis] = min(lo[axis], -g.padding[axis])
-            hi[axis] = max(hi[axis], real[axis] + g.padding[axis])
+            lo[axis] = min(lo[axis], -g.window.padding[axis][0])
+            hi[axis] = max(hi[axis], real[axis] + g.window.padding[axis][1])
     return (lo[0], lo[1]), (hi[0], hi[1])
 
 
@@ -176,10 +161,13 @@ def _short(value: Cell) -> str:
     return str(value[0]) if value[0] == value[1] else f"{value[0]}x{value[1]}"
 
 
-def _formula(g: _Geometry) -> str:
+def _formula(g: _Diagram) -> str:
+    w = g.window
+    pads = w.start_padding
+
     def one(a: int) -> str:
         i, k, s, p, d, o = (
-            x[a] for x in (g.input_size, g.kernel, g.stride, g.padding, g.dilation, g.output_size)
+            x[a] for x in (g.input_size, w.kernel_size, w.stride, pads, w.dilation, g.output_size)
         )
         if g.transposed:
             op = g.output_padding[a]
@@ -193,7 +181,7 @@ def _formula(g: _Geometry) -> str:
     )
     if all(
         x[0] == x[1]
-        for x in (g.input_size, g.kernel, g.stride, g.padding, g.dilation, g.output_padding)
+        for x in (g.input_size, w.kernel_size, w.stride, pads, w.dilation, g.output_padding)
     ):
         return f"{law}\n{one(0)}"
     return f"{law}\nrows: {one(0)}    columns: {one(1)}"
@@ -205,44 +193,19 @@ class _Drawing:
     Making the patches once and only recolouring them per frame keeps animations fast.
     """
 
-    def __init__(self, g: _Geometry, ax: Axes, formula: bool) -> None:
+    def __init__(self, g: _Diagram, ax: Axes, formula: bool) -> None:
         self.g, self.ax = g, ax
         self.steps = _steps(g)
         (lo_r, lo_c), (hi_r, hi_c) = _extent(g, self.steps)
         self.lo_r = lo_r
         small = g.input_size if g.transposed else g.output_size
-        big_real = g.output_size if g.transposed else g.input_size
         big_width = hi_c - lo_c
         # Input on the left, output on the right; the big panel's cell (lo_r, lo_c) at top left.
         if g.transposed:
             small_x, self.big_x = 0.0, small[1] + _GAP - lo_c
         else:
             self.big_x, small_x = float(-lo_c), big_width + _GAP
-        self.big: dict[Cell, Rectangle] = {}
-        self.inside: dict[Cell, bool] = {}
-        self.labels = {}
-        for r in range(lo_r, hi_r):
-            for c in range(lo_c, hi_c):
-                inside = 0 <= r < big_real[0] and 0 <= c < big_real[1]
-                self.inside[(r, c)] = inside
-                patch = Rectangle(
-                    (self.big_x + c, r - lo_r),
-                    1,
-                    1,
-                    linewidth=1.0,
-                    edgecolor="0.3" if inside else "0.6",
-                    linestyle="-" if inside else "--",
-                )
-                self.big[(r, c)] = ax.add_patch(patch)
-                if g.transposed:
-                    self.labels[(r, c)] = ax.text(
-                        self.big_x + c + 0.5,
-                        r - lo_r + 0.5,
-                        "",
-                        ha="center",
-                        va="center",
-                        fontsize=7,
-                    )
+        self._big_panel(range(lo_r, hi_r), range(lo_c, hi_c))
         self.small: dict[Cell, Rectangle] = {}
         for r in range(small[0]):
             for c in range(small[1]):
@@ -251,13 +214,51 @@ class _Drawing:
         self.span = ax.add_patch(
             Rectangle((0, 0), 1, 1, fill=False, edgecolor=_TARGET, linewidth=2, gid="span")
         )
+        big = (self.big_x + lo_c, big_width)
+        left, right = ((small_x, small[1]), big) if g.transposed else (big, (small_x, small[1]))
+        self._captions(left, right, max(hi_r - lo_r, small[0]), formula)
+        w = g.window
+        kind = "transposed convolution" if g.transposed else "convolution"
+        self.title = (
+            f"{kind}: k={_short(w.kernel_size)} s={_short(w.stride)} "
+            f"p={_short(w.start_padding)} d={_short(w.dilation)}"
+            + (f" output_padding={_short(g.output_padding)}" if g.transposed else "")
+        )
 
-        height = max(hi_r - lo_r, small[0])
-        left_x, left_w = (small_x, small[1]) if g.transposed else (self.big_x + lo_c, big_width)
-        right_x, right_w = (self.big_x + lo_c, big_width) if g.transposed else (small_x, small[1])
+    def _big_panel(self, rows: range, cols: range) -> None:
+        """The padded input (or the output, transposed): solid cells inside, dashed outside."""
+        g, ax = self.g, self.ax
+        real = g.output_size if g.transposed else g.input_size
+        self.big: dict[Cell, Rectangle] = {}
+        self.inside: dict[Cell, bool] = {}
+        self.labels = {}
+        for r in rows:
+            for c in cols:
+                inside = 0 <= r < real[0] and 0 <= c < real[1]
+                self.inside[(r, c)] = inside
+                patch = Rectangle(
+                    (self.big_x + c, r - self.lo_r),
+                    1,
+                    1,
+                    linewidth=1.0,
+                    edgecolor="0.3" if inside else "0.6",
+                    linestyle="-" if inside else "--",
+                )
+                self.big[(r, c)] = ax.add_patch(patch)
+                if g.transposed:
+                    x, y = self.big_x + c + 0.5, r - self.lo_r + 0.5
+                    self.labels[(r, c)] = ax.text(x, y, "", ha="center", va="center", fontsize=8)
+
+    def _captions(
+        self, left: tuple[float, int], right: tuple[float, int], height: int, formula: bool
+    ) -> None:
+        """Name the two panels (x and width of each), write the law under them, set limits."""
+        g, ax = self.g, self.ax
+        (left_x, left_w), (right_x, right_w) = left, right
         i_txt = f"{g.input_size[0]}x{g.input_size[1]}"
         o_txt = f"{g.output_size[0]}x{g.output_size[1]}"
-        pad_txt = f", padding {_short(g.padding)}" if any(g.padding) and not g.transposed else ""
+        pad = g.window.start_padding
+        pad_txt = f", padding {_short(pad)}" if any(pad) and not g.transposed else ""
         ax.text(
             left_x + left_w / 2,
             -0.4,
@@ -282,12 +283,6 @@ class _Drawing:
         ax.set_ylim(height + (2.0 if formula else 0.3), -1.4)
         ax.set_aspect("equal")
         ax.axis("off")
-        kind = "transposed convolution" if g.transposed else "convolution"
-        self.title = (
-            f"{kind}: k={_short(g.kernel)} s={_short(g.stride)} p={_short(g.padding)} "
-            f"d={_short(g.dilation)}"
-            + (f" output_padding={_short(g.output_padding)}" if g.transposed else "")
-        )
 
     def show(self, step: int) -> None:
         g, current = self.g, self.steps[step]
@@ -400,7 +395,7 @@ def animate_conv_geometry(
     output_padding: IntOrPair = 0,
     interval: int = 600,
     figsize: tuple[float, float] = (6.0, 3.4),
-    dpi: int = 72,
+    dpi: int = 90,
 ) -> FuncAnimation:
     """Animate :func:`draw_conv_geometry` over every step, one frame per step.
 

@@ -174,9 +174,9 @@ def _check_kernels(kernels: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 def feature_maps(
     image: np.ndarray, kernels: Mapping[str, np.ndarray], padding: IntOrPair | str = "valid"
 ) -> dict[str, np.ndarray]:
-    """Cross-correlate one grey image with each named kernel: one feature map per kernel.
+    r"""Cross-correlate one grey image with each named kernel: one feature map per kernel.
 
-    .. math:: S_k(i, j) = \\sum_m \\sum_n I(i + m, j + n)\\, K_k(m, n)
+    .. math:: S_k(i, j) = \sum_m \sum_n I(i + m, j + n)\, K_k(m, n)
 
     All kernels are applied in one call of :func:`cnnlab.numpy.conv2d` per kernel size (as
     output channels of one layer).
@@ -264,7 +264,7 @@ def show_feature_maps(
     ncols = min(ncols, panels)
     nrows = -(-panels // ncols)
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows * 1.1), squeeze=False, dpi=80
+        nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows * 1.1), squeeze=False, dpi=100
     )
     flat = axes.ravel()
     flat[0].imshow(image, cmap="gray")

@@ -32,6 +32,13 @@ __all__ = [
     "draw_correlation_step",
     "animate_correlation",
     "draw_tile_positions",
+    "animate_steps",
+    "check_dpi",
+    "grid_axes",
+    "grid_fontsize",
+    "light_norm",
+    "parenthesized",
+    "value_texts",
 ]
 
 MAX_GRID = 16
@@ -86,14 +93,16 @@ def _check_pair(image: np.ndarray, kernel: np.ndarray) -> tuple[np.ndarray, np.n
     return image, kernel
 
 
-def _light_norm(values: np.ndarray) -> Normalize:
+def light_norm(values: np.ndarray) -> Normalize:
     """A colour scale that keeps every cell light enough for black text on it."""
     low, high = float(np.min(values)), float(np.max(values))
     spread = max(high - low, 1e-12)
     return Normalize(vmin=low - 0.25 * spread, vmax=high + 1.5 * spread)
 
 
-def _grid_axes(ax: Axes, shape: tuple[int, int], title: str) -> None:
+def grid_axes(ax: Axes, shape: tuple[int, int], title: str) -> None:
+    """Set up ``ax`` to show a ``(rows, cols)`` grid of numbers: one tick per cell, row 0 on
+    top, cell borders, and ``title``."""
     rows, cols = shape
     ax.set_xticks(np.arange(cols))
     ax.set_yticks(np.arange(rows))
@@ -107,7 +116,8 @@ def _grid_axes(ax: Axes, shape: tuple[int, int], title: str) -> None:
     ax.set_title(title, fontsize=10, pad=14)
 
 
-def _value_texts(ax: Axes, values: np.ndarray, fontsize: float) -> list[list[Text]]:
+def value_texts(ax: Axes, values: np.ndarray, fontsize: float) -> list[list[Text]]:
+    """Write each value of the 2-D ``values`` in its cell of ``ax``; return the texts by row."""
     return [
         [
             ax.text(c, r, format_value(values[r, c]), ha="center", va="center", fontsize=fontsize)
@@ -117,8 +127,10 @@ def _value_texts(ax: Axes, values: np.ndarray, fontsize: float) -> list[list[Tex
     ]
 
 
-def _fontsize(shape: tuple[int, int]) -> float:
-    return float(np.clip(40 / max(shape), 6, 11))
+def grid_fontsize(shape: tuple[int, int]) -> float:
+    """Font size, in points, of the numbers in a grid of ``shape``: 40 / its longer side,
+    between 8 and 11."""
+    return float(np.clip(40 / max(shape), 8, 11))
 
 
 @dataclass
@@ -171,7 +183,7 @@ class CorrelationStep:
         for m in range(kh):
             terms = [
                 f"{format_value(self.image[i + m, j + n])}\u00b7"
-                f"{_paren(format_value(self.kernel[m, n]))}"
+                f"{parenthesized(format_value(self.kernel[m, n]))}"
                 for n in range(kw)
             ]
             lines.append(" + ".join(terms))
@@ -208,7 +220,8 @@ class CorrelationStep:
         return changed + [t for row in self.output_texts for t in row]
 
 
-def _paren(text: str) -> str:
+def parenthesized(text: str) -> str:
+    """``text`` in parentheses when it is a negative number, as a factor of a product."""
     return f"({text})" if text.startswith("-") else text
 
 
@@ -244,10 +257,10 @@ def _build(
         figure = axes[0].figure
         formula_xy, formula_ax = (0.0, -0.08), axes[0]
     ax_in, ax_k, ax_out = axes
-    size = _fontsize(image.shape)
-    ax_in.imshow(image, cmap="Blues", norm=_light_norm(image))
-    _grid_axes(ax_in, image.shape, f"input I  {image.shape[0]}x{image.shape[1]}")
-    input_texts = _value_texts(ax_in, image, size)
+    size = grid_fontsize(image.shape)
+    ax_in.imshow(image, cmap="Blues", norm=light_norm(image))
+    grid_axes(ax_in, image.shape, f"input I  {image.shape[0]}x{image.shape[1]}")
+    input_texts = value_texts(ax_in, image, size)
     kh, kw = kernel.shape
     tile = Rectangle(
         (-0.5, -0.5),
@@ -259,13 +272,13 @@ def _build(
         linewidth=3.5,
     )
     ax_in.add_patch(tile)
-    ax_k.imshow(kernel, cmap="Oranges", norm=_light_norm(kernel))
-    _grid_axes(ax_k, kernel.shape, f"kernel K  {kh}x{kw}")
-    kernel_texts = _value_texts(ax_k, kernel, size)
+    ax_k.imshow(kernel, cmap="Oranges", norm=light_norm(kernel))
+    grid_axes(ax_k, kernel.shape, f"kernel K  {kh}x{kw}")
+    kernel_texts = value_texts(ax_k, kernel, size)
     empty = np.ma.masked_all(output.shape)
-    output_image = ax_out.imshow(empty, cmap="Greens", norm=_light_norm(output))
-    _grid_axes(ax_out, output.shape, f"output S  {output.shape[0]}x{output.shape[1]}")
-    output_texts = _value_texts(ax_out, np.zeros(output.shape), size)
+    output_image = ax_out.imshow(empty, cmap="Greens", norm=light_norm(output))
+    grid_axes(ax_out, output.shape, f"output S  {output.shape[0]}x{output.shape[1]}")
+    output_texts = value_texts(ax_out, np.zeros(output.shape), size)
     cell = Rectangle((-0.5, -0.5), 1, 1, fill=False, edgecolor=CELL_COLOR, linewidth=3)
     ax_out.add_patch(cell)
     formula = formula_ax.text(
@@ -308,9 +321,9 @@ def draw_correlation_step(
     j: int,
     axes: Sequence[Axes] | None = None,
 ) -> CorrelationStep:
-    """Draw one step of the cross-correlation ``S = corr2d(image, kernel)`` at output cell (i, j).
+    r"""Draw one step of the cross-correlation ``S = corr2d(image, kernel)`` at output cell (i, j).
 
-    .. math:: S(i, j) = \\sum_m \\sum_n I(i + m, j + n)\\, K(m, n)
+    .. math:: S(i, j) = \sum_m \sum_n I(i + m, j + n)\, K(m, n)
 
     Three panels: the input ``I`` with every value written in its cell and the tile under the
     kernel highlighted; the kernel ``K``; the output ``S`` filled row by row up to and including
@@ -342,14 +355,14 @@ def draw_correlation_step(
     """
     image, kernel = _check_pair(image, kernel)
     step = _build(
-        image, kernel, axes, lambda: plt.figure(figsize=_figure_size(image, kernel), dpi=80)
+        image, kernel, axes, lambda: plt.figure(figsize=_figure_size(image, kernel), dpi=100)
     )
     step.show(i, j)
     return step
 
 
 def animate_correlation(
-    image: np.ndarray, kernel: np.ndarray, interval: int = 700, dpi: int = 60
+    image: np.ndarray, kernel: np.ndarray, interval: int = 700, dpi: int = 90
 ) -> FuncAnimation:
     """Animate the kernel sliding over the input, one frame per output cell.
 
@@ -382,16 +395,45 @@ def animate_correlation(
     4
     """
     image, kernel = _check_pair(image, kernel)
-    if dpi < 10:
-        raise ValueError(f"dpi must be at least 10, got {dpi}")
+    check_dpi(dpi)
     step = _build(image, kernel, None, lambda: Figure(figsize=_figure_size(image, kernel), dpi=dpi))
     ow = step.output.shape[1]
-    frames = step.output.size
+    return animate_steps(step, step.output.size, lambda k: divmod(k, ow), interval)
+
+
+def check_dpi(dpi: int) -> None:
+    """Refuse a frame resolution too low to read (below 10 dots per inch)."""
+    if dpi < 10:
+        raise ValueError(f"dpi must be at least 10, got {dpi}")
+
+
+def animate_steps(step, frames: int, where, interval: int) -> FuncAnimation:
+    """Animate a step figure: frame ``k`` calls ``step.show(*where(k))``.
+
+    The one animation loop of the sliding-window figures (:func:`animate_correlation` and
+    :func:`cnnlab.viz.multichannel.animate_multichannel`): the figure is first moved to frame
+    0, then each frame moves it to the next position, looping.
+
+    Parameters
+    ----------
+    step : object with a ``figure`` and a ``show(*position) -> list of Artist`` method
+    frames : int
+        Number of frames.
+    where : callable
+        Frame index to the arguments of ``step.show``.
+    interval : int
+        Milliseconds between frames.
+
+    Returns
+    -------
+    FuncAnimation
+        ``anim.step`` is ``step``.
+    """
 
     def update(k: int) -> list:
-        return step.show(*divmod(int(k), ow))
+        return step.show(*where(int(k)))
 
-    step.show(0, 0)
+    step.show(*where(0))
     anim = FuncAnimation(
         step.figure, update, frames=frames, interval=interval, blit=False, repeat=True
     )
@@ -445,7 +487,7 @@ def draw_tile_positions(
             )
     if axes is None:
         _, axes = plt.subplots(
-            1, len(positions), figsize=(2.3 * len(positions), 2.6), dpi=80, squeeze=False
+            1, len(positions), figsize=(2.3 * len(positions), 2.6), dpi=100, squeeze=False
         )
         axes = axes[0]
     axes = list(axes)
@@ -456,7 +498,7 @@ def draw_tile_positions(
     rects = []
     for ax, (i, j) in zip(axes, positions, strict=True):
         ax.imshow(np.zeros((input_size, input_size)), cmap="Greys", vmin=0, vmax=1)
-        _grid_axes(ax, (input_size, input_size), f"tile at ({i}, {j})")
+        grid_axes(ax, (input_size, input_size), f"tile at ({i}, {j})")
         rect = Rectangle(
             (j - 0.5, i - 0.5),
             kernel_size,

@@ -118,7 +118,7 @@ def plot_ablation(drops: Sequence[np.ndarray], class_names: Sequence[str]) -> Fi
     for layer, (ax, d) in enumerate(zip(axes[0], drops, strict=True)):
         image = ax.imshow(d, cmap="Reds", vmin=0, vmax=top, aspect="auto")
         ax.set_title(f"layer {layer + 1} ({heights[layer]} filters)", fontsize=9)
-        ax.set_xticks(range(len(class_names)), class_names, fontsize=7)
+        ax.set_xticks(range(len(class_names)), class_names, fontsize=8)
         ax.set_xlabel("class")
         if layer == 0:
             ax.set_ylabel("filter")

@@ -77,6 +77,7 @@ FORBIDDEN_MODULES = [
     "cnnlab.torch",
     "cnnlab.shapes",
     "cnnlab._checks",
+    "cnnlab.geometry",  # Window.output_size is the output-size law
     "scipy.signal",
 ]
 

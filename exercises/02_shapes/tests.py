@@ -68,7 +68,14 @@ FORBIDDEN = [
 
 # Whole modules that cannot be imported inside the grading worker: the cnnlab modules that
 # compute output sizes (every route through them, private helpers included).
-FORBIDDEN_MODULES = ["cnnlab.shapes", "cnnlab._checks", "cnnlab.numpy", "cnnlab.torch"]
+# cnnlab.geometry: Window holds the output-size law, the span and 'same' padding.
+FORBIDDEN_MODULES = [
+    "cnnlab.shapes",
+    "cnnlab._checks",
+    "cnnlab.geometry",
+    "cnnlab.numpy",
+    "cnnlab.torch",
+]
 
 SIZE_HINT = (
     "o = floor((i + 2p - d(k - 1) - 1) / s) + 1: a kernel of k taps with dilation d spans "

@@ -25,8 +25,15 @@ FORBIDDEN = [
     "cnnlab.receptive_field.effective_receptive_field",
     "cnnlab.receptive_field.ReceptiveField",
     "cnnlab.receptive_field.Layer",
-    "cnnlab.receptive_field.effective_kernel_size",
+    "cnnlab.receptive_field.closed_form.receptive_field",
+    "cnnlab.receptive_field.closed_form.receptive_field_steps",
+    "cnnlab.receptive_field.closed_form.step",
+    "cnnlab.receptive_field.closed_form.ReceptiveField",
+    "cnnlab.receptive_field.closed_form.Layer",
+    "cnnlab.receptive_field.tracing.receptive_field_of",
+    "cnnlab.receptive_field.effective.effective_receptive_field",
     "cnnlab.shapes.effective_kernel_size",
+    "cnnlab.geometry.Window",  # Window.span is the effective kernel size
 ]
 
 DILATION_HINT = "a kernel of k taps with d - 1 gaps between neighbouring taps spans d (k - 1) + 1"

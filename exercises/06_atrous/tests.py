@@ -25,6 +25,10 @@ FORBIDDEN = [
     "cnnlab.shapes.effective_kernel_size",
     "cnnlab.receptive_field.receptive_field",
     "cnnlab.receptive_field.receptive_field_steps",
+    "cnnlab.receptive_field.closed_form.receptive_field",
+    "cnnlab.receptive_field.closed_form.receptive_field_steps",
+    "cnnlab.receptive_field.closed_form.Layer",
+    "cnnlab.geometry.Window",  # Window.span is the effective kernel size
 ]
 
 DILATE_HINT = "w_d[d*m, d*n] = w[m, n] and 0 elsewhere; the result is d*(k-1)+1 on each side"

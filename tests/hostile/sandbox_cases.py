@@ -270,4 +270,6 @@ def memory_snoop(path: Path, exercise_dir: Path, secret: str) -> Path:
     """Write the notebook that searches its own memory, in its cells (before any call), for
     the calls, their inputs, the hidden paths and any string holding ``secret`` (the name of
     another submission's folder), and lists its open descriptors."""
-    return _write(path, cases._append(_wrong(exercise_dir), SNOOP.format(reversed_secret=secret[::-1])))
+    return _write(
+        path, cases._append(_wrong(exercise_dir), SNOOP.format(reversed_secret=secret[::-1]))
+    )
