@@ -19,6 +19,8 @@ comparisons and the worker's start and isolation are all in it.
 
     PYTHONPATH=. python benchmarks/grading.py [--copies 40] [--jobs N] [--threads 1]
                                               [--no-nbgrader] [--json PATH]
+    PYTHONPATH=. python benchmarks/grading.py --scheduler [--copies 40]   (Dask: see
+                                              benchmarks/grading_cluster.py)
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=None, help="cnnlab workers (all cores)")
     parser.add_argument("--threads", type=int, default=1, help="threads per process (1)")
     parser.add_argument("--no-nbgrader", action="store_true", help="time cnnlab alone")
+    parser.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="instead: local grading beside Dask clusters of 1 and 2 workers "
+        "(benchmarks/grading_cluster.py)",
+    )
     parser.add_argument("--allow-weak-isolation", action="store_true", help="as a normal user")
     parser.add_argument("--json", default=None, help="also write the report here")
     parser.add_argument("--contender", choices=["cnnlab"], help=argparse.SUPPRESS)
@@ -176,6 +184,18 @@ def _nbgrader(course: Path, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Run both contenders (or one, with ``--no-nbgrader``); print and return the report."""
     args = parse_args(argv)
+    if args.scheduler:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            "grading_cluster", Path(__file__).with_name("grading_cluster.py")
+        )
+        cluster = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(cluster)
+        forwarded = ["--copies", str(args.copies)]
+        forwarded += ["--allow-weak-isolation"] if args.allow_weak_isolation else []
+        forwarded += ["--json", args.json] if args.json else []
+        return cluster.main(forwarded)
     if args.contender == "cnnlab":
         print(json.dumps(grade_with_cnnlab(args)))
         return {}

@@ -424,3 +424,56 @@ def test_a_hidden_seed_changes_the_hidden_inputs_only(monkeypatch):
         if h and callable(next(t for t in load_exercise(EXERCISE).tests if t.name == n).args)
     ]
     assert randomised and all(not same(term1[n][1], term2[n][1]) for n in randomised)
+
+
+KILLED_RUN = """
+import sys
+from cnnlab.exercises import Limits, grade_submissions
+grade_submissions(sys.argv[1], [sys.argv[2]], progress=False,
+                  limits=Limits(timeout=60, memory_mb=512, nproc=64, fsize_mb=64, disk_mb=64))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts and cgroups are made as root")
+def test_what_a_killed_run_leaves_is_swept_by_the_next(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from cnnlab.exercises import leftovers
+    from cnnlab.exercises.grading import GradingSession
+
+    def runs() -> set[str]:
+        return {p.name for p in Path(tempfile.gettempdir()).glob(f"{leftovers.RUN_PREFIX}*")}
+
+    slow = tmp_path / "slow.ipynb"
+    slow.write_text(_notebook_with("import time\ntime.sleep(50)"))
+    before = runs()
+    with GradingSession(EXERCISE, hide=[], limits=LIMITS) as live:  # a live run beside it
+        process = subprocess.Popen(
+            [sys.executable, "-c", KILLED_RUN, str(EXERCISE), str(slow)],
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # until its worker's scratch is mounted
+                mine = runs() - before - {live.workdir.name}
+                mounted = [m for r in mine for m in leftovers._mounts_under(f"/tmp/{r}")]
+                if mounted:
+                    break
+                time.sleep(0.2)
+            assert mounted, "the run never started a worker"
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        (killed,) = mine
+        assert (Path(tempfile.gettempdir()) / killed / "inputs").is_dir()  # hidden inputs left
+        groups = [g for g in leftovers._stale_cgroups() if f"{process.pid}." in g]
+        assert groups
+        swept = leftovers.sweep()
+        assert swept["folders"] >= 1 and swept["mounts"] >= 1 and swept["cgroups"] >= 1
+        assert killed not in runs() and live.workdir.is_dir()  # the live run is untouched
+        assert not [g for g in leftovers._stale_cgroups() if f"{process.pid}." in g]
+        assert not leftovers._mounts_under(f"/tmp/{killed}")

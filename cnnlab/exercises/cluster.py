@@ -68,6 +68,7 @@ __all__ = [
     "grader_digest",
     "grade_settings",
     "close_sessions",
+    "worker_sessions",
     "SCHEMES",
 ]
 
@@ -181,7 +182,8 @@ def _worker_threads() -> int:
 def _session_for(bundle: dict[str, Any], options: dict[str, Any]) -> _WorkerSession:
     """This process's session for the bundle's exercise and these limits, opened on first use."""
     limits = Limits(**options["limits"])
-    key = (bundle["digest"], limits, bool(options["allow_weak_isolation"]))
+    hidden_seed = str(options.get("hidden_seed", ""))
+    key = (bundle["digest"], limits, bool(options["allow_weak_isolation"]), hidden_seed)
     with _SESSIONS_LOCK:
         cached = _SESSIONS.get(key)
         if cached is not None:
@@ -196,6 +198,7 @@ def _session_for(bundle: dict[str, Any], options: dict[str, Any]) -> _WorkerSess
                     raise ValueError(f"exercise file {relative!r} is outside the exercise folder")
                 _write_private(exercise_dir.joinpath(*parts), data)
             exercise = load_exercise(exercise_dir)
+            exercise.hidden_seed = hidden_seed  # the client's, whatever this machine's variable
             session = GradingSession(
                 exercise,
                 hide=[*hidden_paths(exercise, []), str(folder)],
@@ -226,7 +229,32 @@ def close_sessions() -> None:
             shutil.rmtree(entry.folder, ignore_errors=True)
 
 
-atexit.register(close_sessions)
+atexit.register(close_sessions)  # a worker process that ends without closing (a fallback)
+
+
+def worker_sessions() -> dict[str, Any]:
+    """What this process holds, as plain data: its pid, and each open session's exercise,
+    work folder and private folder (``client.run(worker_sessions)`` asks every worker)."""
+    with _SESSIONS_LOCK:
+        held = list(_SESSIONS.values())
+    return {
+        "pid": os.getpid(),
+        "sessions": [
+            {
+                "exercise": entry.session.exercise.name,
+                "workdir": str(entry.session.workdir),
+                "folder": str(entry.folder),
+            }
+            for entry in held
+        ],
+    }
+
+
+def dask_teardown(worker: Any) -> None:
+    """Dask's preload hook: with ``dask worker --preload cnnlab.exercises.cluster``, the worker
+    closes its sessions while it closes (before its nanny ends the process, which could cut
+    the :mod:`atexit` fallback short)."""
+    close_sessions()
 
 
 def _worker_address() -> str:
@@ -427,10 +455,13 @@ def grade_on_cluster(
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, SubmissionResult] = {}
     settings = grade_settings(limits)
+    if exercise.hidden_seed:  # another secret draws other hidden inputs: not the same grades
+        settings["hidden_seed"] = hashlib.sha256(exercise.hidden_seed.encode()).hexdigest()[:16]
     with Journal(out, exercise=exercise.name, digest=bundle["digest"], settings=settings) as log:
         options = {
             "limits": asdict(limits),
             "allow_weak_isolation": allow_weak_isolation,
+            "hidden_seed": exercise.hidden_seed,
             "grader": grader_digest(),
         }
         run = _ClusterRun(exercise, bundle, log, uuid.uuid4().hex, options, results, on_result)

@@ -44,7 +44,7 @@ from types import MappingProxyType
 import nbformat
 import numpy as np
 
-from cnnlab.exercises import plaindata, protections, protocol
+from cnnlab.exercises import leftovers, plaindata, protections, protocol
 from cnnlab.exercises.cgroups import kill_until_gone
 from cnnlab.exercises.compare import read_answer
 from cnnlab.exercises.notebook import read_submission
@@ -726,7 +726,9 @@ class GradingSession:
 
     Opening one makes the run's work folder, reserves a uid per worker slot (as root), checks
     what the grading process itself provides (unless ``allow_weak_isolation``), prepares every
-    test's inputs and expected answers, and starts the zygote; :meth:`close` (or leaving the
+    test's inputs and expected answers, and starts the zygote. It holds a lock on its work
+    folder while it lives, and first sweeps away what killed runs left behind
+    (:mod:`cnnlab.exercises.leftovers`); :meth:`close` (or leaving the
     ``with`` block) gives all of it back. :func:`grade_submissions` is one session, one batch;
     a long-lived process (a Dask worker) keeps a session per exercise.
 
@@ -756,9 +758,11 @@ class GradingSession:
         limits = limits or Limits()
         self.jobs = max(1, int(jobs))
         self.allow_weak_isolation = allow_weak_isolation
-        self.workdir = Path(tempfile.mkdtemp(prefix="cnnlab-grade-"))
+        self.swept = leftovers.sweep()  # what killed runs left behind
+        self.workdir = Path(tempfile.mkdtemp(prefix=leftovers.RUN_PREFIX))
         os.chmod(self.workdir, 0o711 if os.geteuid() == 0 else 0o700)
         self._stack = contextlib.ExitStack()
+        self._stack.callback(os.close, leftovers.hold_run(self.workdir))  # released last
         self._stack.callback(remove_tree, self.workdir)
         try:
             grader = _Grader(exercise, limits, sorted(set(hide)), self.workdir)
