@@ -41,7 +41,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
-import nbformat
 import numpy as np
 
 from cnnlab.exercises import leftovers, plaindata, protections, protocol
@@ -227,15 +226,28 @@ def worker_environment() -> dict[str, str]:
     }
 
 
-def zygote_preload(exercise: Exercise, source: nbformat.NotebookNode | None) -> list[str]:
+def read_source(exercise: Exercise) -> dict | None:
+    """The instructor's notebook as plain JSON (None when the exercise has none)."""
+    if not exercise.source.exists():
+        return None
+    with open(exercise.source, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _code(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def zygote_preload(exercise: Exercise, source: dict | None) -> list[str]:
     """What the zygote imports: the exercise's ``PRELOAD``, and the libraries of
     :data:`ZYGOTE_LIBRARIES` that the instructor's notebook imports."""
     imported: set[str] = set()
-    for cell in source.cells if source is not None else []:
-        if cell.cell_type != "code":
+    for cell in (source or {}).get("cells", []):
+        if cell.get("cell_type") != "code":
             continue
         try:
-            tree = ast.parse(cell.source)
+            tree = ast.parse(_code(cell))
         except SyntaxError:
             continue
         for node in ast.walk(tree):
@@ -369,9 +381,7 @@ class _Grader:
         self.hide = hide
         self.workdir = workdir
         self.prepared = _prepare(exercise)
-        self.source = (
-            nbformat.read(str(exercise.source), as_version=4) if exercise.source.exists() else None
-        )
+        self.source = read_source(exercise)
         self.inputs = workdir / "inputs"
         self.inputs.mkdir(mode=0o700)
         self.calls = []

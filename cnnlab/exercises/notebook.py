@@ -17,10 +17,13 @@ import json
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
+if TYPE_CHECKING:  # nbformat takes most of a second to import: only where it is needed
+    import nbformat
 
 __all__ = [
     "strip_solutions",
@@ -96,6 +99,8 @@ def release_notebook(source_path: str | Path, exercise_name: str) -> nbformat.No
     Solutions are replaced by ``raise NotImplementedError()``, outputs and execution counts are
     cleared, and every locked cell gets ``metadata.cnnlab.checksum``.
     """
+    import nbformat
+
     nb = nbformat.read(str(source_path), as_version=4)
     for cell in nb.cells:
         info = _nbgrader(cell)
@@ -164,9 +169,7 @@ def _read_regular_file(path: Path) -> bytes:
         os.close(fd)
 
 
-def read_submission(
-    path: str | Path, source: nbformat.NotebookNode | None = None
-) -> SubmissionCode:
+def read_submission(path: str | Path, source: Mapping | None = None) -> SubmissionCode:
     """Read a submitted notebook; never raises on bad input (``invalid`` says why).
 
     Code cells are returned in order, with IPython magics and shell lines skipped (noted).
@@ -184,10 +187,13 @@ def read_submission(
         result.invalid = f"not a readable notebook: {type(error).__name__}: {str(error)[:300]}"
         return result
     try:
-        raw = json.loads(data.decode("utf-8"))
-        nb = nbformat.from_dict(raw)
-        if nb.get("nbformat", 0) < 4:
-            nb = nbformat.convert(nb, 4)
+        nb = json.loads(data.decode("utf-8"))
+        if not isinstance(nb, dict):
+            raise ValueError("the notebook is not a JSON object")
+        if nb.get("nbformat", 0) < 4:  # only then is nbformat (slow to import) needed
+            import nbformat
+
+            nb = nbformat.convert(nbformat.from_dict(nb), 4)
         cells = nb["cells"]
         if not isinstance(cells, list):
             raise ValueError("'cells' is not a list")
@@ -209,8 +215,9 @@ def read_submission(
             code = _strip_magics(index, source_text, result.notes)
             if code.strip():
                 result.cells.append((index, code))
+    source_cells = [c for c in (source or {}).get("cells", []) if isinstance(c, dict)]
     if source is not None:
-        for cell in source.cells:
+        for cell in source_cells:
             info = _nbgrader(cell)
             if not (info.get("locked") or info.get("grade")) or "grade_id" not in info:
                 continue
@@ -218,14 +225,14 @@ def read_submission(
             theirs = by_id.get(grade_id)
             if theirs is None:
                 result.notes.append(f"locked cell `{grade_id}` is missing")
-            elif theirs.get("cell_type") != cell.cell_type:
+            elif theirs.get("cell_type") != cell.get("cell_type"):
                 result.notes.append(
-                    f"locked cell `{grade_id}` changed type from {cell.cell_type} "
+                    f"locked cell `{grade_id}` changed type from {cell.get('cell_type')} "
                     f"to {theirs.get('cell_type')}"
                 )
             elif cell_checksum(theirs) != cell_checksum(cell):
                 result.notes.append(f"locked cell `{grade_id}` was edited")
-        for cell in source.cells:
+        for cell in source_cells:
             info = _nbgrader(cell)
             theirs = by_id.get(info.get("grade_id", ""))
             if info.get("solution") and theirs is not None and theirs.get("cell_type") != "code":
