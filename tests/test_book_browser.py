@@ -6,68 +6,21 @@ Needs the book built (`make book`) and Debian's `chromium` (`make test` does bot
 the test is skipped when either is missing; in CI (CI=true) that is a failure.
 """
 
-import functools
-import http.server
-import os
 import re
-import shutil
-import threading
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-SITE = ROOT / "_build" / "html"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHAPTERS = (
-    sorted(p.relative_to(SITE).as_posix() for p in (SITE / "book").glob("*.html"))
-    if SITE.is_dir()
-    else []
-)
-
-
-def _require(condition: bool, reason: str) -> None:
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+from built_site import CHAPTERS, SITE, launch_chromium, require, serve_site
 
 
 @pytest.fixture(scope="module")
 def server():
-    _require(
-        SITE.joinpath("index.html").is_file(), f"the book is not built in {SITE}: run `make book`"
-    )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SITE))
-    handler.log_message = lambda *args: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    yield from serve_site()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    _require(CHROMIUM is not None, "chromium is not installed: run `make chromium`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield browser
-        browser.close()
+    yield from launch_chromium()
 
 
 def _open(browser, url):
@@ -97,7 +50,7 @@ def _offsite(requested, origin):
 
 
 def test_chapters_were_built():
-    _require(SITE.is_dir(), f"the book is not built in {SITE}: run `make book`")
+    require(SITE.is_dir(), f"the book is not built in {SITE}: run `make book`")
     assert "book/01_convolution.html" in CHAPTERS
 
 

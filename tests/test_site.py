@@ -14,40 +14,17 @@ from __future__ import annotations
 
 import ast
 import base64
-import functools
 import gzip
-import http.server
 import io
-import os
 import re
-import shutil
-import threading
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from built_site import CHAPTERS, ROOT, SITE, launch_chromium, require, serve_site
 
-ROOT = Path(__file__).resolve().parent.parent
-SITE = Path(os.environ.get("CNNLAB_SITE", ROOT / "_build" / "html"))  # another build to check
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORTS = {"phone": (390, 844), "laptop": (1366, 900)}
-CHAPTERS = (
-    sorted(p.relative_to(SITE).as_posix() for p in (SITE / "book").glob("*.html"))
-    if SITE.is_dir()
-    else []
-)
 PAGES = ["intro.html", "search.html", *CHAPTERS]
-
 SITE_LIMIT = 15_000_000  # bytes of the whole built site
 PAGE_LIMIT = 1_500_000  # bytes transferred for one page, everything it loads included
 MIN_TEXT_PX = 9.0  # smallest legible text of a figure, in CSS px
@@ -58,36 +35,14 @@ MIN_FONT_PT = 8.0
 COMPRESSED_TYPES = ("text/", "application/javascript", "application/json", "image/svg+xml")
 
 
-def _require(condition: bool, reason: str) -> None:
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def server():
-    _require(
-        SITE.joinpath("index.html").is_file(), f"the book is not built in {SITE}: run `make book`"
-    )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SITE))
-    handler.log_message = lambda *args: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    yield from serve_site()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    _require(CHROMIUM is not None, "chromium is not installed: run `make chromium`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield browser
-        browser.close()
+    yield from launch_chromium()
 
 
 class Visit:
@@ -157,7 +112,7 @@ def visit(server, browser):
 
 
 def test_chapters_were_built():
-    _require(SITE.is_dir(), f"the book is not built in {SITE}: run `make book`")
+    require(SITE.is_dir(), f"the book is not built in {SITE}: run `make book`")
     assert "book/01_convolution.html" in CHAPTERS
 
 
@@ -283,7 +238,7 @@ def test_one_box_per_printed_block(path):
 
 
 def test_site_weight():
-    _require(SITE.is_dir(), f"the book is not built in {SITE}: run `make book`")
+    require(SITE.is_dir(), f"the book is not built in {SITE}: run `make book`")
     total = sum(p.stat().st_size for p in SITE.rglob("*") if p.is_file())
     biggest = sorted(
         (

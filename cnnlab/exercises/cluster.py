@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -440,7 +439,7 @@ def grade_on_cluster(
     JournalError
         ``out_dir`` holds the journal of another exercise or of other limits.
     """
-    from cnnlab.exercises.reports import gradescope_json, write_reports
+    from cnnlab.exercises.reports import write_gradescope_results, write_reports
 
     if not scheduler.startswith(SCHEMES):
         raise ClusterError(
@@ -506,13 +505,7 @@ def grade_on_cluster(
     ordered = sorted(results.values(), key=lambda r: r.id)
     write_reports(ordered, exercise, out, hidden_feedback, limits.network)
     if gradescope_results is not None:
-        if len(ordered) != 1:
-            raise ValueError(f"gradescope_results needs exactly one submission, got {len(ordered)}")
-        target = Path(gradescope_results)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(gradescope_json(ordered[0], hidden_feedback), indent=1) + "\n")
-        os.replace(tmp, target)
+        write_gradescope_results(ordered, gradescope_results, hidden_feedback)
     return ordered
 
 

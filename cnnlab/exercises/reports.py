@@ -33,6 +33,7 @@ __all__ = [
     "grade",
     "write_reports",
     "report_names",
+    "write_gradescope_results",
     "feedback_markdown",
     "gradescope_json",
     "isolation_report",
@@ -290,11 +291,19 @@ def grade(
     network = limits.network if limits is not None else False
     write_reports(results, exercise, out, hidden_feedback, network)
     if gradescope_results is not None:
-        if len(results) != 1:
-            raise ValueError(f"gradescope_results needs exactly one submission, got {len(results)}")
-        target = Path(gradescope_results)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(gradescope_json(results[0], hidden_feedback), indent=1) + "\n")
-        os.replace(tmp, target)
+        write_gradescope_results(results, gradescope_results, hidden_feedback)
     return results
+
+
+def write_gradescope_results(
+    results: list[SubmissionResult], target: str | Path, hidden_feedback: str = "names"
+) -> None:
+    """Write the one submission's ``results.json`` at ``target`` (replaced atomically): the
+    ``run_autograder`` use, ``/autograder/results/results.json``."""
+    if len(results) != 1:
+        raise ValueError(f"gradescope_results needs exactly one submission, got {len(results)}")
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    _write_text(tmp, json.dumps(gradescope_json(results[0], hidden_feedback), indent=1) + "\n")
+    os.replace(tmp, target)

@@ -29,23 +29,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.numpy.conv import as_float_array
 from cnnlab.shapes import IntOrPair, check_int, pair
 
 __all__ = ["conv2d_backward"]
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
-
-
-def _float_array(name: str, value: object) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype == object or array.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {array.dtype}")
-    return array if array.dtype.kind == "f" else array.astype(np.float64)
-
-
-def _positive_pair(name: str, value: IntOrPair) -> tuple[int, int]:
-    p = pair(value, name)
-    return (check_int(name, p[0], minimum=1), check_int(name, p[1], minimum=1))
 
 
 def _pads(padding: IntOrPair | str, span: tuple[int, int], stride: tuple[int, int]) -> Pads:
@@ -151,9 +140,9 @@ def conv2d_backward(
     >>> float(gw[0, 0, 0, 0]), float(gb[0])
     (6.0, 4.0)
     """
-    grad_output = _float_array("grad_output", grad_output)
-    x = _float_array("x", x)
-    weight = _float_array("weight", weight)
+    grad_output = as_float_array("grad_output", grad_output)
+    x = as_float_array("x", x)
+    weight = as_float_array("weight", weight)
     if x.ndim not in (3, 4):
         raise ValueError(f"x must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
     if weight.ndim != 4:
@@ -170,8 +159,8 @@ def conv2d_backward(
             f"x of shape {x.shape} and weight of shape {weight.shape} do not fit with "
             f"groups={groups}: need C_in = groups * weight.shape[1] and groups dividing C_out"
         )
-    s = _positive_pair("stride", stride)
-    d = _positive_pair("dilation", dilation)
+    s = pair(stride, "stride", minimum=1)
+    d = pair(dilation, "dilation", minimum=1)
     span = (d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1)
     pads = _pads(padding, span, s)
     hp, wp = h + sum(pads[0]), w + sum(pads[1])

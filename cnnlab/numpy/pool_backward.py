@@ -18,30 +18,19 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from cnnlab.numpy.conv import as_float_array
 from cnnlab.shapes import IntOrPair, check_int, pair
 
 __all__ = ["max_pool2d_backward", "avg_pool2d_backward"]
-
-
-def _float_array(name: str, value: object) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype == object or array.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {array.dtype}")
-    return array if array.dtype.kind == "f" else array.astype(np.float64)
-
-
-def _positive_pair(name: str, value: IntOrPair) -> tuple[int, int]:
-    p = pair(value, name)
-    return (check_int(name, p[0], minimum=1), check_int(name, p[1], minimum=1))
 
 
 def _geometry(grad_output, x, kernel_size, stride, padding, dilation):
     """Check the arguments; return (batched x, batched g, k, s, p, d, (OH, OW))."""
     if x.ndim not in (3, 4):
         raise ValueError(f"x must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
-    k = _positive_pair("kernel_size", kernel_size)
-    s = k if stride is None else _positive_pair("stride", stride)
-    d = _positive_pair("dilation", dilation)
+    k = pair(kernel_size, "kernel_size", minimum=1)
+    s = k if stride is None else pair(stride, "stride", minimum=1)
+    d = pair(dilation, "dilation", minimum=1)
     ph, pw = pair(padding, "padding")
     p = (check_int("padding", ph, minimum=0), check_int("padding", pw, minimum=0))
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
@@ -112,8 +101,8 @@ def max_pool2d_backward(
     array([[0., 1.],
            [0., 0.]])
     """
-    grad_output = _float_array("grad_output", grad_output)
-    x = _float_array("x", x)
+    grad_output = as_float_array("grad_output", grad_output)
+    x = as_float_array("x", x)
     xb, g, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = _geometry(
         grad_output, x, kernel_size, stride, padding, dilation
     )
@@ -179,8 +168,8 @@ def avg_pool2d_backward(
     array([[0.25, 0.25],
            [0.25, 0.25]])
     """
-    grad_output = _float_array("grad_output", grad_output)
-    x = _float_array("x", x)
+    grad_output = as_float_array("grad_output", grad_output)
+    x = as_float_array("x", x)
     xb, g, (kh, kw), (sh, sw), (ph, pw), _, (oh, ow) = _geometry(
         grad_output, x, kernel_size, stride, padding, 1
     )
