@@ -12,13 +12,15 @@ long as it lives, and every new run first sweeps:
 - a worker cgroup (named ``<pid>.<slot>.<count>`` by the run of process ``pid``) whose process
   no longer exists: its processes killed, then the group removed.
 
-A folder without a lock file (made by an older version, or by something else) is left alone.
+A folder without a lock file (made by an older version, or by something else), or owned by
+another user, is left alone.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -56,8 +58,12 @@ def _stale_folders(parent: Path) -> list[Path]:
     """Run folders under ``parent`` whose lock exists and nobody holds."""
     stale = []
     for folder in sorted(parent.glob(f"{RUN_PREFIX}*")):
-        if folder.is_symlink() or not folder.is_dir():
+        try:
+            info = folder.lstat()
+        except OSError:
             continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            continue  # a link, or another user's: never ours to remove
         try:
             fd = os.open(folder / RUN_LOCK, os.O_RDWR | os.O_NOFOLLOW)
         except OSError:
