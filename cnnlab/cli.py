@@ -115,6 +115,7 @@ def _grade(args: argparse.Namespace) -> int:
     from cnnlab.exercises.grading import IsolationError, Limits
     from cnnlab.exercises.journal import JournalError
     from cnnlab.exercises.reports import grade
+    from cnnlab.exercises.safetext import visible
     from cnnlab.exercises.submissions import (
         NoSubmissionsError,
         assignment_folders,
@@ -176,7 +177,7 @@ def _grade(args: argparse.Namespace) -> int:
     except NoSubmissionsError as error:  # the folders emptied since the check above
         return _fail(str(error))
     for result in results:
-        print(f"{result.id}\t{result.status}\t{result.score:g}/{result.max_score:g}")
+        print(f"{visible(result.id)}\t{result.status}\t{result.score:g}/{result.max_score:g}")
     print(f"reports in {args.out}: grades.csv, feedback/, results/")
     if args.nbgrader_gradebook is not None:
         from cnnlab.exercises.nbgrader_gradebook import write_gradebook

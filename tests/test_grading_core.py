@@ -472,8 +472,66 @@ def test_what_a_killed_run_leaves_is_swept_by_the_next(tmp_path):
         assert (Path(tempfile.gettempdir()) / killed / "inputs").is_dir()  # hidden inputs left
         groups = [g for g in leftovers._stale_cgroups() if f"{process.pid}." in g]
         assert groups
+        # The student's code died with the grading process (parent-death signals down the chain).
+        deadline = time.monotonic() + 10
+        while any(Path(g, "cgroup.procs").read_text().split() for g in groups):
+            assert time.monotonic() < deadline, "the killed run's worker outlived it"
+            time.sleep(0.2)
         swept = leftovers.sweep()
         assert swept["folders"] >= 1 and swept["mounts"] >= 1 and swept["cgroups"] >= 1
         assert killed not in runs() and live.workdir.is_dir()  # the live run is untouched
         assert not [g for g in leftovers._stale_cgroups() if f"{process.pid}." in g]
         assert not leftovers._mounts_under(f"/tmp/{killed}")
+
+
+def test_student_text_cannot_drive_markdown_or_a_terminal(tmp_path):
+    from cnnlab.exercises.reports import feedback_markdown
+    from cnnlab.exercises.spec import load_exercise
+
+    link = '<a href="javascript:alert(1)">full marks</a>'
+    cell = f"!a` {link} `\nraise SystemExit('\\x1b]52;c;AAAA\\x07 \\x1b[2J')"
+    path = tmp_path / "x\x1b[2J.ipynb"
+    path.write_text(_notebook_with(cell))
+    (result,) = grade_submissions(
+        EXERCISE, [path], limits=LIMITS, progress=False, allow_weak_isolation=os.geteuid() != 0
+    )
+    text = feedback_markdown(result, load_exercise(EXERCISE))
+    assert "\x1b" not in text and "\\x1b" in text  # escapes shown, never sent
+    (note,) = [line for line in text.splitlines() if "IPython line" in line]
+    assert note.endswith(f"IPython line `` !a` {link} ` `` skipped")  # one unbroken code span
+
+
+def test_uid_reservations_refuse_a_folder_others_can_change(tmp_path):
+    from cnnlab.exercises.grading import _private_folder, _same_file
+
+    shared = tmp_path / "open" / "uids"
+    shared.parent.mkdir()
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o777)
+    with pytest.raises(RuntimeError, match="no one else may write"):
+        _private_folder(shared)
+    mine = tmp_path / "mine" / "uids"
+    _private_folder(mine)
+    assert mine.is_dir() and not mine.stat().st_mode & 0o077
+    lock = mine / "1.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        assert _same_file(fd, lock)
+        lock.unlink()
+        lock.write_text("")
+        assert not _same_file(fd, lock)  # a lock file replaced under a holder is no reservation
+    finally:
+        os.close(fd)
+
+
+def test_a_made_up_id_never_lands_on_a_gradebook_student():
+    from cnnlab.exercises.nbgrader_gradebook import _students
+    from cnnlab.exercises.scoring import SubmissionResult
+
+    def result(ident, path):
+        return SubmissionResult(ident, path, "ok", 1.0, 1.0)
+
+    ok = _students([result("bob", "/a/bob.ipynb")], "ps1", "nb")
+    assert list(ok) == ["bob"]
+    with pytest.raises(ValueError, match="names no student"):
+        _students([result("bob", "/a/bob.ipynb"), result("bob-2", "/b/bob.ipynb")], "ps1", "nb")

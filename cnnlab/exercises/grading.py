@@ -30,6 +30,7 @@ import os
 import queue
 import select
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -136,7 +137,9 @@ def _prepare(exercise: Exercise) -> list[PreparedTest]:
     return prepared
 
 
-UID_LOCK_DIR = Path(tempfile.gettempdir()) / "cnnlab-grade-uids"
+#: Where runs reserve their worker uids: one place per machine, whatever each run's ``TMPDIR``
+#: (two runs with different temporary folders must still see each other's reservations).
+UID_LOCK_DIR = Path("/run/cnnlab/uids")
 UID_SEARCH_RANGE = 4096
 
 
@@ -153,6 +156,40 @@ def _uid_processes(uid: int) -> list[int]:
     return pids
 
 
+def _private_folder(folder: Path) -> None:
+    """Make ``folder`` (and its parent) if needed; refuse one that another user could change.
+
+    Raises
+    ------
+    RuntimeError
+        The folder is a link, is not owned by this user, or others may write in it.
+    """
+    for path in (folder.parent, folder):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        info = os.lstat(path)
+        if (
+            not stat.S_ISDIR(info.st_mode)
+            or info.st_uid != os.geteuid()
+            or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        ):
+            raise RuntimeError(
+                f"{path} must be a folder owned by uid {os.geteuid()} that no one else may "
+                "write in (it holds the worker uid reservations of every grading run)"
+            )
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the file at ``path`` (not unlinked or replaced)."""
+    try:
+        now, held = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+
 @contextlib.contextmanager
 def _claim_uids(count: int, uid_base: int):
     """Reserve ``count`` worker uids for this grading run; yield them.
@@ -162,16 +199,20 @@ def _claim_uids(count: int, uid_base: int):
     on one machine (two instructors, or a test suite beside a benchmark) never share a uid, and
     one run's clean-up (:func:`_kill_uid`) can never kill the other's workers.
     """
-    UID_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    _private_folder(UID_LOCK_DIR)
     held: list[tuple[int, int]] = []
     try:
         for uid in range(uid_base, uid_base + UID_SEARCH_RANGE):
             if len(held) == count:
                 break
-            fd = os.open(UID_LOCK_DIR / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            path = UID_LOCK_DIR / f"{uid}.lock"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                os.close(fd)
+                continue
+            if not _same_file(fd, path):  # replaced or removed meanwhile: not a reservation
                 os.close(fd)
                 continue
             if _uid_processes(uid):

@@ -128,13 +128,24 @@ def _students(results: Sequence, assignment: str, notebook: str) -> dict[str, ob
     """Map each student to the result of their notebook.
 
     In nbgrader's layout the student is the folder ``submitted/<student>/<assignment>/``;
-    otherwise the submission's id. When a student submitted several notebooks, the one named
+    otherwise the submission's id, which must then be its file's or folder's own name (an id
+    that :func:`cnnlab.exercises.submissions.find_submissions` suffixed to keep it unique could
+    be another student's: refused). When a student submitted several notebooks, the one named
     like the assignment's notebook counts.
     """
     by_student: dict[str, list] = {}
     for result in results:
         where = nbgrader_student(result.path)
-        student = where[0] if where is not None and where[1] == assignment else result.id
+        if where is not None and where[1] == assignment:
+            student = where[0]
+        elif result.id in (Path(result.path).stem, Path(result.path).parent.name):
+            student = result.id
+        else:  # an id made unique with a suffix, or escaped: it may be another student's name
+            raise ValueError(
+                f"submission {result.id!r} ({result.path}) has an id that is not its file's or "
+                "folder's name, so it names no student: give each student one notebook in "
+                "nbgrader's submitted/<student>/<assignment>/ layout"
+            )
         by_student.setdefault(student, []).append(result)
     chosen = {}
     for student, candidates in by_student.items():

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cnnlab.exercises.safetext import code_span
+
 if TYPE_CHECKING:  # nbformat takes most of a second to import: only where it is needed
     import nbformat
 
@@ -127,12 +129,12 @@ class SubmissionCode:
 def _strip_magics(index: int, source: str, notes: list[str]) -> str:
     lines = source.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
-        notes.append(f"cell {index}: cell magic `{lines[0].strip()[:60]}` skipped")
+        notes.append(f"cell {index}: cell magic {code_span(lines[0].strip()[:60])} skipped")
         return ""
     kept = []
     for line in lines:
         if _MAGIC.match(line):
-            notes.append(f"cell {index}: IPython line `{line.strip()[:60]}` skipped")
+            notes.append(f"cell {index}: IPython line {code_span(line.strip()[:60])} skipped")
             kept.append(line[: len(line) - len(line.lstrip())] + "pass")
         else:
             kept.append(line)

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, get_type_hints
 
+from cnnlab.exercises.safetext import printable
+
 __all__ = [
     "CALL_STATUSES",
     "Ready",
@@ -175,18 +177,6 @@ def encode(message: Message) -> bytes:
     body = {"e": message.kind, "t": time.monotonic()}
     body.update({f.name: getattr(message, f.name) for f in fields(message)})
     return (json.dumps(body, default=str) + "\n").encode()
-
-
-def printable(text: str) -> str:
-    r"""``text`` with what UTF-8 cannot encode (lone surrogates) escaped, so any report can
-    write it.
-
-    Examples
-    --------
-    >>> printable("bad \udcff surrogate")
-    'bad \\udcff surrogate'
-    """
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _check(value: object, hint: object) -> object:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cnnlab.exercises import protections
 from cnnlab.exercises.grading import Limits, SubmissionResult, grade_submissions
+from cnnlab.exercises.safetext import code_span, visible
 from cnnlab.exercises.spec import Exercise, load_exercise
 
 __all__ = [
@@ -55,18 +56,6 @@ def _safe_name(ident: str) -> str:
         head = cleaned.encode()[: MAX_NAME_BYTES - 13].decode("utf-8", "ignore")
         cleaned = f"{head}-{digest}"
     return cleaned
-
-
-def _code_span(text: str) -> str:
-    """``text`` as a Markdown code span that nothing in it can end (control characters shown
-    as escapes, the fence longer than any run of backticks inside)."""
-    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
-    run = current = 0
-    for c in shown:
-        current = current + 1 if c == "`" else 0
-        run = max(run, current)
-    fence = "`" * (run + 1)
-    return f"{fence} {shown} {fence}" if run else f"{fence}{shown}{fence}"
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -102,7 +91,13 @@ def report_names(ids: list[str]) -> dict[str, str]:
 
 
 def _fence(text: str) -> str:
-    return "```\n" + text.replace("```", "'''") + "\n```"
+    return "```\n" + visible(text).replace("```", "'''") + "\n```"
+
+
+def _note(text: str) -> str:
+    """A note on one Markdown line: control characters and line breaks escaped (what came from
+    the submission is already in code spans)."""
+    return visible(text).replace("\n", "\\n").replace("\t", " ")
 
 
 def feedback_markdown(
@@ -110,7 +105,7 @@ def feedback_markdown(
 ) -> str:
     """The student's feedback: every visible test with its message; hidden ones as asked."""
     lines = [
-        f"# Feedback: {exercise.name}, submission {_code_span(result.id)}",
+        f"# Feedback: {exercise.name}, submission {code_span(result.id)}",
         "",
         f"**Score: {result.score:g} / {result.max_score:g}** (status: {result.status})",
         "",
@@ -136,7 +131,7 @@ def feedback_markdown(
         lines += ["", "## Errors while running your notebook", ""]
         lines += [_fence(e) for e in result.cell_errors[:10]]
     if result.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes[:30]]
+        lines += ["", "## Notes", ""] + [f"- {_note(n)}" for n in result.notes[:30]]
     return "\n".join(lines) + "\n"
 
 

@@ -393,6 +393,10 @@ def enter(config: dict) -> dict[str, str]:
         uid = None
     if is_root and uid is not None:
         _drop_to_uid(uid, had)
+        # A change of uid clears the parent-death signal: ask again, so that this process
+        # (the PID namespace's init, and with it everything in the namespace) still dies
+        # with its parent, whatever killed the grading process.
+        set_parent_death_signal()
     elif in_userns:
         _drop_capabilities()
     if _capabilities_gone():

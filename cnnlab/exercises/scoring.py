@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.exercises.compare import compare
-from cnnlab.exercises.protocol import printable
+from cnnlab.exercises.safetext import printable
 from cnnlab.exercises.spec import Test
 
 __all__ = [

@@ -221,7 +221,8 @@ def find_submissions(
 
 def display_id(name: str) -> str:
     r"""A file or folder name as printable text: bytes that are not UTF-8 (which Python keeps
-    as lone surrogates) become ``\xff`` escapes, so every report can write the id.
+    as lone surrogates) become ``\xff`` escapes, so every report can write the id, and a
+    backslash becomes two, so no other name gives the same id.
 
     Examples
     --------
@@ -229,8 +230,10 @@ def display_id(name: str) -> str:
     'bad\\xffname'
     >>> display_id("alice smith")
     'alice smith'
+    >>> display_id("bad\\xffname")  # a name with a real backslash: another id
+    'bad\\\\xffname'
     """
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return os.fsencode(name).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 
 def _unique_ids(found: list[tuple[str, Path]]) -> list[tuple[str, Path]]:

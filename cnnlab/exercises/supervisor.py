@@ -429,6 +429,7 @@ def supervise(jobdir: str, fd: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """``python -c '...supervisor.main()' JOBDIR FD``: the supervisor as a fresh interpreter."""
     argv = sys.argv if argv is None else argv
+    rlimits.set_parent_death_signal()  # dies with the grading process's thread that started it
     supervise(argv[1], int(argv[2]))
 
 

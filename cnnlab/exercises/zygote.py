@@ -32,6 +32,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from cnnlab.exercises import rlimits
+
 __all__ = ["Zygote", "ZygoteWorker", "ZygoteError", "main"]
 
 PACKET = 1 << 16
@@ -59,9 +61,16 @@ def _loaded(prefixes: Sequence[str]) -> list[str]:
     )
 
 
-def _child(sock: socket.socket, request: dict, event_fd: int, stderr_fd: int) -> None:
-    """In the forked child: become the supervisor of one worker run; never returns."""
+def _child(sock: socket.socket, request: dict, event_fd: int, stderr_fd: int, zygote: int) -> None:
+    """In the forked child: become the supervisor of one worker run; never returns.
+
+    It dies with the zygote (``PR_SET_PDEATHSIG``), which exits when the grading process is
+    gone: a grading process killed outright takes its workers, and their students' code, along.
+    """
     try:
+        rlimits.set_parent_death_signal()
+        if os.getppid() != zygote:  # the zygote died before the line above
+            os._exit(70)
         sock.close()
         os.setsid()
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
@@ -115,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     threads = len(os.listdir("/proc/self/task"))
     _send(sock, {"ready": True, "tainted": tainted, "failed": failed, "threads": threads})
     children: dict[int, int] = {}  # pid -> request id
+    zygote_pid = os.getpid()
     while True:
         ready, _, _ = select.select([sock, wake_r], [], [])
         if wake_r in ready:
@@ -145,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         pid = os.fork()
         if pid == 0:
-            _child(sock, request, fds[0], fds[1])
+            _child(sock, request, fds[0], fds[1], zygote_pid)
         for fd in fds:
             os.close(fd)
         children[pid] = request["id"]
