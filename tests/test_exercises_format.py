@@ -114,3 +114,17 @@ def test_an_unreadable_answer_file_is_an_error_not_a_crash(tmp_path):
     assert outcomes[0].status == "error" and "could not be read" in outcomes[0].detail
     assert outcomes[1].status == "error"
     assert all(o.answer is None for o in outcomes.values())
+
+
+def test_odd_nbgrader_metadata_is_read_as_none(tmp_path):
+    from cnnlab.exercises.notebook import read_submission
+
+    source = json.loads((EXERCISE / "source.ipynb").read_text())
+    odd = json.loads(json.dumps(source))
+    for cell in odd["cells"]:
+        cell.setdefault("metadata", {})["nbgrader"] = "x"
+    path = tmp_path / "odd.ipynb"
+    path.write_text(json.dumps(odd))
+    code = read_submission(path, source)
+    assert code.invalid is None and code.cells
+    assert any("locked cell" in note and "missing" in note for note in code.notes)

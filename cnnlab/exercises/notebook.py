@@ -91,8 +91,11 @@ def cell_checksum(cell: dict) -> str:
 
 
 def _nbgrader(cell: dict) -> dict:
+    """A cell's nbgrader metadata; empty where it is missing or not a mapping (a submission may
+    hold anything there)."""
     meta = cell.get("metadata", {})
-    return meta.get("nbgrader", {}) if isinstance(meta, dict) else {}
+    info = meta.get("nbgrader", {}) if isinstance(meta, dict) else {}
+    return info if isinstance(info, dict) else {}
 
 
 def release_notebook(source_path: str | Path, exercise_name: str) -> nbformat.NotebookNode:
