@@ -24,12 +24,31 @@ import sys
 import time
 import traceback
 import types
+from collections.abc import Sequence
 
 from cnnlab.exercises import plaindata, protocol, rlimits, seccomp
 
-__all__ = ["student_main", "install_forbidden", "verify_forbidden", "CMD_FD", "REPLY_FD"]
+__all__ = [
+    "student_main",
+    "install_forbidden",
+    "verify_forbidden",
+    "within",
+    "CMD_FD",
+    "REPLY_FD",
+]
 
 CMD_FD, REPLY_FD = 3, 4
+
+
+def within(name: str, modules: Sequence[str]) -> bool:
+    """Whether the module ``name`` is one of ``modules`` or a submodule of one.
+
+    Examples
+    --------
+    >>> within("cnnlab.numpy.conv", ["cnnlab.numpy"]), within("cnnlab.numpyx", ["cnnlab.numpy"])
+    (True, False)
+    """
+    return any(name == m or name.startswith(m + ".") for m in modules)
 
 
 def _short_error(error: BaseException, limit: int = 1500) -> str:
@@ -82,7 +101,7 @@ class _ForbiddenHook(importlib.abc.MetaPathFinder):
         self.exercise = exercise
 
     def find_spec(self, fullname, path, target=None):
-        if any(fullname == m or fullname.startswith(m + ".") for m in self.modules):
+        if within(fullname, self.modules):
             return importlib.util.spec_from_loader(fullname, _StubLoader(self.exercise))
         if fullname not in self.targets:
             return None
@@ -188,7 +207,7 @@ def install_forbidden(names: list[str], exercise: str, modules: list[str] = ()) 
     for module_name in targets:
         patch(module_name)
     for loaded in list(sys.modules):
-        if any(loaded == m or loaded.startswith(m + ".") for m in modules):
+        if within(loaded, modules):
             del sys.modules[loaded]
             parent, _, child = loaded.rpartition(".")
             if parent in sys.modules:

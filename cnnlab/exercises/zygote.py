@@ -33,6 +33,7 @@ import threading
 from collections.abc import Sequence
 
 from cnnlab.exercises import rlimits
+from cnnlab.exercises.student import within
 
 __all__ = ["Zygote", "ZygoteWorker", "ZygoteError", "main"]
 
@@ -54,11 +55,7 @@ def _send(sock: socket.socket, message: dict, fds: Sequence[int] = ()) -> None:
 
 def _loaded(prefixes: Sequence[str]) -> list[str]:
     """The modules in ``sys.modules`` that are, or are under, one of ``prefixes``."""
-    return sorted(
-        name
-        for name in list(sys.modules)
-        if any(name == p or name.startswith(p + ".") for p in prefixes)
-    )
+    return sorted(name for name in list(sys.modules) if within(name, prefixes))
 
 
 def _child(sock: socket.socket, request: dict, event_fd: int, stderr_fd: int, zygote: int) -> None:
