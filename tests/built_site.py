@@ -34,6 +34,12 @@ CHAPTERS = (
     if SITE.is_dir()
     else []
 )
+# The exercise pages, written from exercises/ by the book build (tools/exercise_pages.py).
+EXERCISE_PAGES = (
+    sorted(p.relative_to(SITE).as_posix() for p in (SITE / "book" / "exercises").glob("*.html"))
+    if SITE.is_dir()
+    else []
+)
 
 
 def require(condition: bool, reason: str) -> None:

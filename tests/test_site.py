@@ -20,11 +20,19 @@ import re
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from built_site import CHAPTERS, ROOT, SITE, launch_chromium, require, serve_site
+from built_site import (
+    CHAPTERS,
+    EXERCISE_PAGES,
+    ROOT,
+    SITE,
+    launch_chromium,
+    require,
+    serve_site,
+)
 
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 VIEWPORTS = {"phone": (390, 844), "laptop": (1366, 900)}
-PAGES = ["intro.html", "search.html", *CHAPTERS]
+PAGES = ["intro.html", "search.html", *CHAPTERS, *EXERCISE_PAGES]
 SITE_LIMIT = 15_000_000  # bytes of the whole built site
 PAGE_LIMIT = 1_500_000  # bytes transferred for one page, everything it loads included
 MIN_TEXT_PX = 9.0  # smallest legible text of a figure, in CSS px
