@@ -271,7 +271,7 @@ def test_cluster_reports_are_byte_identical_to_local_grading(
         assert remote[name] == local[name], name
 
     rows = _rows(tmp_path / "grades.csv")
-    assert {rows[f"solution_{i:02d}"][-2] for i in range(10)} == {"17"}
+    assert {rows[f"solution_{i:02d}"][-2] for i in range(10)} == {"14"}
     assert {rows[f"stub_{i:02d}"][-2] for i in range(6)} == {"0"}
     assert rows["h_infinite_loop"][1] == "timeout" and rows["h_os_exit"][1] == "crashed"
     assert rows["h_malformed_json"][1] == "invalid"

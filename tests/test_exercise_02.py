@@ -1,8 +1,9 @@
 """Exercise 02 (shapes): its references agree with cnnlab.shapes, and it grades as it should.
 
 One batch is graded once (module fixture), with short limits: the instructor solution, the
-released notebook, an honest wrong answer (it forgets dilation and groups) and a submission that
-measures shapes with library functions instead of computing them.
+released notebook, an honest wrong answer (a dilated kernel spanning k d - 1 pixels, and it
+forgets dilation and groups elsewhere) and a submission that measures shapes with library
+functions instead of computing them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ EXERCISE = exercise_dir("02_shapes")
 LIMITS = Limits(timeout=60, memory_mb=1024, nproc=32, fsize_mb=64)
 
 FUNCTIONS = (
+    "effective_kernel_size",
     "conv_output_size",
     "same_padding",
     "stage_sizes",
@@ -34,9 +36,13 @@ FUNCTIONS = (
     "conv_macs",
 )
 
-# The honest wrong answer: the chapter-1 output-size law (no dilation), a 'same' padding of
-# (k - 1) // 2 whatever the dilation, and parameter and cost counts that forget groups.
+# The honest wrong answer: a dilated kernel spanning k d - 1 pixels (right only for k = 3,
+# d = 2), the chapter-1 output-size law (no dilation), a 'same' padding of (k - 1) // 2 whatever
+# the dilation, and parameter and cost counts that forget groups.
 WRONG = {
+    "effective_kernel_size": (
+        "def effective_kernel_size(kernel_size, dilation):\n    return kernel_size * dilation - 1\n"
+    ),
     "conv_output_size": (
         "def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):\n"
         "    return (size + 2 * padding - kernel_size) // stride + 1\n"
@@ -71,6 +77,7 @@ WRONG_PASSES = {
 
 # Measuring instead of computing: shapes read off library layers, the cnnlab answers imported.
 MEASURED = {
+    "effective_kernel_size": "from cnnlab.shapes import effective_kernel_size\n",
     "conv_output_size": (
         "import torch\n"
         "import torch.nn.functional as F\n\n"
@@ -110,7 +117,10 @@ def test_exercise_has_visible_tests_and_hidden_sweeps():
     assert "torch.nn.functional.conv2d" in exercise.forbidden
 
 
-@pytest.mark.parametrize("name", ["conv_output_size", "same_padding", "conv_params", "conv_macs"])
+@pytest.mark.parametrize(
+    "name",
+    ["effective_kernel_size", "conv_output_size", "same_padding", "conv_params", "conv_macs"],
+)
 def test_torch_references_agree_with_cnnlab_shapes(name):
     """The references measure with PyTorch; cnnlab.shapes computes: they must agree."""
     cnnlab_function = getattr(shapes, name)
@@ -155,12 +165,32 @@ def test_honest_wrong_answer_earns_only_what_it_gets_right(graded):
     assert result.score == sum(t.points for t in exercise.tests if t.name in WRONG_PASSES)
     failing = next(t for t in result.tests if t.name == "conv_output_size_dilated")
     assert "expected 17" in failing.message and "Hint:" in failing.message
+    assert "d(k - 1)" not in failing.message  # the nudge; the law only on request
+    # conv_output_size's tests fail beside a failing effective_kernel_size: the report says so.
+    assert failing.failing_uses == ["effective_kernel_size"]
+    stages = next(t for t in result.tests if t.name == "stage_sizes_deeplab_os8")
+    assert stages.failing_uses == ["conv_output_size"]
+
+
+def test_effective_kernel_size_is_graded_here_once_with_a_test_against_k_times_d_minus_1():
+    exercise = load_exercise(EXERCISE)
+    visible = [t for t in exercise.visible if t.function == "effective_kernel_size"]
+    assert visible and all(t.args != (3, 2) for t in visible)
+    # k d - 1 equals d (k - 1) + 1 only for k = 3, d = 2 (and k = 2, d = 1): every visible test
+    # tells them apart.
+    for test in visible:
+        k, d = test.args
+        assert k * d - 1 != shapes.effective_kernel_size(k, d), test.name
+    for test in exercise.tests:
+        assert len(test.hints) == 2, test.name  # a nudge, then the formula
 
 
 def test_measuring_with_forbidden_functions_earns_nothing_for_them(graded):
     result = graded["measured"]
     failed = {t.function for t in result.tests if not t.passed}
     assert failed == {
+        "effective_kernel_size",
+        "sweep_effective_kernel_size",
         "conv_output_size",
         "sweep_conv_output_size",
         "same_padding",
@@ -174,6 +204,7 @@ def test_measuring_with_forbidden_functions_earns_nothing_for_them(graded):
     }
     messages = " ".join(t.message for t in result.tests)
     assert "torch.nn.functional.conv2d is forbidden" in messages
+    assert "cnnlab.shapes.effective_kernel_size is forbidden" in messages
     assert "cnnlab.shapes.same_padding is forbidden" in messages
     assert "cnnlab.shapes.output_stride is forbidden" in messages
     assert "cnnlab.shapes.conv_macs is forbidden" in messages
@@ -190,6 +221,10 @@ def test_self_check_in_the_released_folder(tmp_path, capsys):
     report = self_check_report("conv_output_size", forgets_dilation, folder, capsys)
     assert "1/2 points" in report
     assert "FAIL conv_output_size_dilated [0/1]: expected 17, got 18. Hint:" in report
+
+    report = self_check_report("effective_kernel_size", lambda k, d: k * d - 1, folder, capsys)
+    assert "effective_kernel_size: 0/2 points" in report
+    assert "d (k - 1) + 1" not in report  # the nudge, not the formula
 
     report = self_check_report("conv_macs", not_implemented, folder, capsys)
     assert "0/1 points" in report

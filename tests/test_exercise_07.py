@@ -235,3 +235,9 @@ def test_released_self_check_reports_not_implemented(graded, capsys):
     out = self_check_report("max_pool2d_backward", not_implemented, graded.release, capsys)
     assert "max_pool2d_backward: 0/3 points on the visible tests" in out
     assert "not implemented yet" in out
+
+
+def test_every_test_has_a_nudge_then_the_formula():
+    for test in load_exercise(EXERCISE).tests:
+        nudge, formula = test.hints
+        assert nudge and formula and nudge != formula, test.name

@@ -27,7 +27,7 @@ def test_strip_solutions_keeps_indentation_and_rejects_unbalanced_markers():
 
 def test_exercise_loads_with_visible_and_hidden_tests():
     exercise = load_exercise(EXERCISE)
-    assert {"corr2d", "conv2d", "conv_output_size"} == set(exercise.functions)
+    assert {"corr2d", "conv2d"} == set(exercise.functions)
     assert exercise.visible and len(exercise.visible) < len(exercise.tests)
     assert "scipy.signal.correlate2d" in exercise.forbidden
 
@@ -39,7 +39,7 @@ def test_release_writes_a_student_notebook_without_solutions(tmp_path):
     text = json.dumps(nb)
     assert "BEGIN SOLUTION" not in text and "sliding_window_view(x" not in text
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert sum(src.count("raise NotImplementedError()") for src in code) == 3
+    assert sum(src.count("raise NotImplementedError()") for src in code) == 2
     assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
     locked = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("locked")]
     assert locked and all("checksum" in c.metadata["cnnlab"] for c in locked)

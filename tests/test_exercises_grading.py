@@ -1,9 +1,9 @@
 """The grader against the instructor solution, the released notebook and hostile submissions.
 
 One batch holds every case and is graded once (module fixture), with short limits; each test
-then checks one case. The baseline is ``honest_wrong``, an honest attempt that flips the kernel
-(a convolution, not a cross-correlation) and gets ``conv_output_size`` right: no attack may earn
-more than it.
+then checks one case. The baseline is ``honest_wrong``, an honest attempt whose ``corr2d`` is
+right and whose ``conv2d`` flips the kernel (a convolution, not a cross-correlation): no attack
+may earn more than it.
 """
 
 from __future__ import annotations
@@ -253,13 +253,11 @@ def test_released_notebook_scores_zero_not_implemented(graded):
     assert all("not implemented" in t.message for t in result.tests)
 
 
-def test_honest_wrong_answer_earns_only_conv_output_size(graded):
+def test_honest_wrong_answer_earns_only_corr2d(graded):
     result = graded["by_id"]["honest_wrong"]
     passed = {t.name for t in result.tests if t.passed}
-    assert passed == {
-        t.name for t in load_exercise(EXERCISE).tests if t.function == "conv_output_size"
-    }
-    failing = next(t for t in result.tests if t.name == "corr2d_random")
+    assert passed == {t.name for t in load_exercise(EXERCISE).tests if t.function == "corr2d"}
+    failing = next(t for t in result.tests if t.name == "conv2d_multichannel_bias")
     assert "first at index" in failing.message and "Hint:" in failing.message
 
 
@@ -303,7 +301,7 @@ def test_infinite_loop_scores_zero(graded):
 def test_endless_call_times_out_alone(graded):
     tests = {t.name: t for t in graded["by_id"]["h_endless_call"].tests}
     assert tests["corr2d_kernel_as_large_as_image"].status == "timeout"
-    assert tests["conv_output_size_floor"].passed  # calls after the timeout still ran
+    assert tests["conv2d_stride_padding_ints"].status == "failed"  # ran after the timeout
 
 
 def test_fork_bomb_is_bounded_and_leaves_no_process(graded):
@@ -337,7 +335,6 @@ def test_forbidden_functions_raise_in_the_worker(graded):
     assert result.score == 0
     messages = " ".join(t.message for t in result.tests)
     assert "cnnlab.numpy.conv2d is forbidden" in messages
-    assert "cnnlab.shapes.conv_output_size is forbidden" in messages
     assert "scipy.signal.correlate2d is forbidden" in messages
 
 
@@ -366,7 +363,7 @@ def test_reports_are_the_graders_own(graded):
 
 def test_feedback_hides_hidden_details(graded):
     text = (graded["out"] / "feedback" / "honest_wrong.md").read_text()
-    assert "corr2d_random" in text and "first at index" in text  # a visible test, with detail
+    assert "conv2d_multichannel_bias" in text and "first at index" in text  # visible, detailed
     hidden_line = next(line for line in text.splitlines() if "conv2d_stride_padding_pairs" in line)
     assert "FAIL" in hidden_line and "index" not in hidden_line
     assert len((graded["out"] / "feedback" / "h_huge_output.md").read_text()) < 50_000

@@ -128,13 +128,13 @@ def course(tmp_path_factory):
     stub = nbformat.read(str(course / "release" / "ps1" / f"{NOTEBOOK}.ipynb"), as_version=4)
 
     # Students fill in the released notebook: alice with the solution, bob not at all, carol
-    # with a correct conv_output_size and a corr2d that flips the kernel (a convolution).
+    # with a correct conv2d and a corr2d that flips the kernel (a convolution).
     source = _by_grade_id(nbformat.read(str(EXERCISE / "source.ipynb"), as_version=4))
     solved, wrong = copy.deepcopy(stub), copy.deepcopy(stub)
     for grade_id, cell in _by_grade_id(solved).items():
         if cell.metadata["nbgrader"].get("solution"):
             cell.source = source[grade_id].source
-    _by_grade_id(wrong)["conv_output_size"].source = source["conv_output_size"].source
+    _by_grade_id(wrong)["conv2d"].source = source["conv2d"].source
     _by_grade_id(wrong)["corr2d"].source = WRONG_CORR2D
     _submit(course, "alice", solved)
     _submit(course, "bob", stub)
@@ -162,7 +162,7 @@ def test_cnnlab_grades_the_nbgrader_layout_by_student(course):
     cnnlab = course["cnnlab"]
     assert set(cnnlab) == {"alice", "bob", "carol"}
     full = float(cnnlab["alice"]["max_score"])
-    assert full == 17.0
+    assert full == 14.0
     assert float(cnnlab["alice"]["total"]) == full
     assert float(cnnlab["bob"]["total"]) == 0.0
     assert 0.0 < float(cnnlab["carol"]["total"]) < full
@@ -173,7 +173,7 @@ def test_nbgrader_export_shows_cnnlab_totals(course):
     assert set(exported) == {"alice", "bob", "carol"}
     for student, row in exported.items():
         assert row["assignment"] == "ps1"
-        assert float(row["max_score"]) == float(cnnlab[student]["max_score"]) == 17.0
+        assert float(row["max_score"]) == float(cnnlab[student]["max_score"]) == 14.0
         assert float(row["raw_score"]) == float(cnnlab[student]["total"]), student
         assert float(row["score"]) == float(cnnlab[student]["total"]), student
         assert row["timestamp"].startswith("2026-12-01 09:00:00")
@@ -219,7 +219,7 @@ def test_a_second_write_keeps_manual_scores_and_retires_old_tests(course, tmp_pa
     ]
     result = SimpleNamespace(id="carol", path="carol.ipynb", tests=carol)
     (row,) = write_gradebook(gradebook, "ps1", exercise, [result])
-    assert row.max_score == 17.0  # the retired test counts for nothing
+    assert row.max_score == 14.0  # the retired test counts for nothing
     with Gradebook(url, course_id="") as gb:
         kept = gb.find_grade("cnnlab-corr2d_random", NOTEBOOK, "ps1", "carol")
         assert kept.manual_score == 1.5 and kept.needs_manual_grade

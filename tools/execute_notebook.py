@@ -38,6 +38,9 @@ def merge_streams(outputs: list) -> list:
 def execute(path: Path, timeout: int = 600) -> float:
     """Run every cell of the notebook at ``path`` and write it back; return the seconds taken."""
     notebook = nbformat.read(path, as_version=4)
+    # The widget state of an earlier run: nbclient stores this run's, if it shows widgets, but
+    # never removes a stale one, which the book would then embed in the page.
+    notebook.metadata.pop("widgets", None)
     start = time.perf_counter()
     client = nbclient.NotebookClient(
         notebook,

@@ -54,8 +54,13 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-def compare(test: Test, expected: np.ndarray, got: np.ndarray) -> tuple[bool, str]:
+def compare(
+    test: Test, expected: np.ndarray, got: np.ndarray, hint_level: int = 1
+) -> tuple[bool, str]:
     """Compare ``got`` with ``expected`` as ``test`` says; return (passed, feedback message).
+
+    A failure's message ends with the test's hint of level ``hint_level`` (1, the nudge, unless
+    the student asked for more: see :meth:`Test.hint_at`).
 
     Examples
     --------
@@ -65,7 +70,8 @@ def compare(test: Test, expected: np.ndarray, got: np.ndarray) -> tuple[bool, st
     >>> print(compare(t, np.zeros((2, 2)), np.eye(2))[1])
     2 of 4 values differ; first at index (0, 0): expected 0, got 1. Hint: check the loop bounds
     """
-    hint = f" Hint: {test.hint}" if test.hint else ""
+    text = test.hint_at(hint_level)
+    hint = f" Hint: {text}" if text else ""
     expected = np.asarray(expected, dtype=float)
     got = np.asarray(got, dtype=float)
     if got.shape != expected.shape:

@@ -47,6 +47,7 @@ import numpy as np
 from cnnlab.exercises import leftovers, plaindata, protections, protocol
 from cnnlab.exercises.cgroups import kill_until_gone
 from cnnlab.exercises.compare import read_answer
+from cnnlab.exercises.measure import reference_cpu_seconds
 from cnnlab.exercises.notebook import read_submission
 from cnnlab.exercises.removal import remove_tree
 from cnnlab.exercises.scoring import (
@@ -133,7 +134,11 @@ def _prepare(exercise: Exercise) -> list[PreparedTest]:
     for test in exercise.tests:
         args, kwargs = draw_inputs(test, exercise.hidden_seed)
         expected = np.asarray(test.reference(*args, **kwargs), dtype=float)
-        prepared.append(PreparedTest(test, args, kwargs, expected))
+        seconds = None
+        if test.time_factor is not None:  # timed here, on the inputs the student's call gets
+            timing = test.timing_reference or test.reference
+            seconds = reference_cpu_seconds(timing, args, kwargs)
+        prepared.append(PreparedTest(test, args, kwargs, expected, seconds))
     return prepared
 
 
@@ -340,7 +345,12 @@ def read_call_outcomes(
             if event is None:
                 continue
             if event.status != "ok":
-                outcomes[index] = CallOutcome(event.status, event.detail[:1500])
+                outcomes[index] = CallOutcome(
+                    event.status,
+                    event.detail[:1500],
+                    error_type=event.error_type[:100],
+                    error_message=event.error_message[:500],
+                )
                 continue
             try:
                 answer = read_answer(scratch_fd, f"answer_{index}.npy", sha256=event.sha256)
@@ -348,7 +358,9 @@ def read_call_outcomes(
                 why = f"the answer could not be read: {type(error).__name__}: {error}"
                 outcomes[index] = CallOutcome("error", why)
                 continue
-            outcomes[index] = CallOutcome("ok", "", answer)
+            outcomes[index] = CallOutcome(
+                "ok", "", answer, cpu_seconds=event.cpu_seconds, memory_growth=event.memory_growth
+            )
     finally:
         os.close(scratch_fd)
     return outcomes
@@ -433,6 +445,11 @@ class _Grader:
                     "args": _encode(item.args, self.inputs, f"in{index}"),
                     "kwargs": {
                         k: _encode(v, self.inputs, f"in{index}_{k}") for k, v in item.kwargs.items()
+                    },
+                    # What the supervisor measures of this call (it never tells the student).
+                    "measure": {
+                        "cpu": item.test.time_factor is not None,
+                        "memory": item.test.memory_limit_mb is not None,
                     },
                 }
             )
@@ -534,6 +551,19 @@ class _Grader:
             outcome = replace(outcome, had=had, released=(record,))
         return outcome, left
 
+    def _time_references_again(self, calls: dict[int, CallOutcome]) -> dict[int, CallOutcome]:
+        """Time the reference of each answered call with a ``time_factor`` again, now that the
+        worker's processes are gone; the slower of this and the first timing is what the call
+        is compared with, so a machine that got busier since grading began (other workers)
+        does not fail an honest solution, and a submission cannot slow this timing down."""
+        for index, call in list(calls.items()):
+            item = self.prepared[index]
+            if call.status == "ok" and item.test.time_factor is not None:
+                timing = item.test.timing_reference or item.test.reference
+                seconds = reference_cpu_seconds(timing, item.args, item.kwargs, repeats=3)
+                calls[index] = replace(call, reference_seconds=seconds)
+        return calls
+
     def _run_in(
         self, space: Workspace, code, pending: list[int], deadline: float, first_run: bool
     ) -> tuple[RunOutcome, list[int]]:
@@ -563,7 +593,9 @@ class _Grader:
                 _kill_uid(space.uid)
         if received > MAX_EVENT_BYTES:
             log.notes.append("the worker sent too much protocol data; stopped")
-        calls = read_call_outcomes(space.scratch.home, pending, log.ended)
+        calls = self._time_references_again(
+            read_call_outcomes(space.scratch.home, pending, log.ended)
+        )
         timeout = crashed = None
         memory = log.memory
         if killed_for == "call" and log.call is not None:

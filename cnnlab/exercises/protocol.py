@@ -112,7 +112,12 @@ class Begin:
 
 @dataclass(frozen=True)
 class End:
-    """The call ``call`` ended: its status, and for ``ok`` the SHA-256 of its answer file."""
+    """The call ``call`` ended: its status, and for ``ok`` the SHA-256 of its answer file.
+
+    Where the test bounds them (:mod:`cnnlab.exercises.measure`), ``cpu_seconds`` is the
+    processor time the student's processes used during the call and ``memory_growth`` the
+    bytes the student process's resident memory rose at its peak (``-1``: not measurable).
+    """
 
     kind: ClassVar[str] = "end"
     call: int
@@ -120,6 +125,10 @@ class End:
     seconds: float = 0.0
     sha256: str = ""
     detail: str = ""
+    cpu_seconds: float = 0.0
+    memory_growth: float = 0.0
+    error_type: str = ""
+    error_message: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,12 +152,16 @@ class Limits:
 
 @dataclass(frozen=True)
 class Reply:
-    """The student process's answer to the call that carried ``nonce``."""
+    """The student process's answer to the call that carried ``nonce``; for a call that raised
+    (``error``), the exception's type name and message too (untrusted: the student's code
+    chooses both, and may write any reply)."""
 
     kind: ClassVar[str] = "reply"
     nonce: str
     status: str
     detail: str = ""
+    error_type: str = ""
+    error_message: str = ""
 
 
 Message = (

@@ -28,6 +28,7 @@ from pathlib import Path
 from cnnlab.exercises import protections
 from cnnlab.exercises.grading import Limits, SubmissionResult, grade_submissions
 from cnnlab.exercises.safetext import code_span, visible
+from cnnlab.exercises.scoring import TestResult
 from cnnlab.exercises.spec import Exercise, load_exercise
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "feedback_markdown",
     "gradescope_json",
     "isolation_report",
+    "raised_lines",
+    "dependency_notes",
 ]
 
 HIDDEN_FEEDBACK = ("names", "none")
@@ -100,6 +103,72 @@ def _note(text: str) -> str:
     return visible(text).replace("\n", "\\n").replace("\t", " ")
 
 
+def _plain(text: str) -> str:
+    """Student text for a plain-text report, on one line: control characters escaped."""
+    return _note(text)
+
+
+def _shows(test: TestResult, hidden_feedback: str) -> bool:
+    """Whether the feedback shows anything of ``test`` beyond the hidden total."""
+    return not test.hidden or hidden_feedback == "names"
+
+
+def _raised(test: TestResult, hidden_feedback: str, quote) -> str:
+    """ "the call raised ..." for a test whose call raised and whose feedback may say so."""
+    if not test.raised or not _shows(test, hidden_feedback):
+        return ""
+    # A hidden test's `raised` is an allowlisted builtin name or "an exception" (scoring);
+    # a visible test's is the student's own type and message, quoted.
+    return "the call raised " + (test.raised if test.hidden else quote(test.raised))
+
+
+def raised_lines(result: SubmissionResult, hidden_feedback: str = "names", quote=_plain):
+    """One line per test whose call raised, as the feedback may show it:
+    ``test `corr2d_identity` (visible): the call raised ValueError: ...``.
+
+    Visible tests show the exception's type and message (through ``quote``, which escapes
+    them); hidden ones an allowlisted builtin type name at most, and nothing with
+    ``hidden_feedback="none"``. Never an input.
+    """
+    lines = []
+    for test in result.tests:
+        text = _raised(test, hidden_feedback, quote)
+        if text:
+            kind = "hidden" if test.hidden else "visible"
+            lines.append(f"test {code_span(test.name)} ({kind}): {text}")
+    return lines
+
+
+def dependency_notes(
+    test: TestResult, result: SubmissionResult, hidden_feedback: str = "names"
+) -> list[str]:
+    """For a failing ``test`` that calls other student functions which fail their own tests:
+    "this test calls `f`, which fails its own tests (`a`, `b`): fix that first".
+
+    Hidden tests are named only with ``hidden_feedback="names"``; with ``"none"``, a function
+    that fails only hidden tests is not mentioned, and hidden tests get no note.
+    """
+    if test.passed or not _shows(test, hidden_feedback):
+        return []
+    notes = []
+    for function in test.failing_uses:
+        names = [
+            t.name
+            for t in result.tests
+            if t.function == function and not t.passed and _shows(t, hidden_feedback)
+        ]
+        if not names:
+            continue
+        shown = ", ".join(code_span(n) for n in names[:4])
+        if len(names) > 4:
+            shown += f" and {len(names) - 4} more"
+        notes.append(
+            f"this test calls {code_span(function)}, which fails its own tests ({shown}): "
+            "fix that first"
+        )
+    return notes
+
+
 def feedback_markdown(
     result: SubmissionResult, exercise: Exercise, hidden_feedback: str = "names"
 ) -> str:
@@ -109,21 +178,29 @@ def feedback_markdown(
         "",
         f"**Score: {result.score:g} / {result.max_score:g}** (status: {result.status})",
         "",
-        "## Visible tests",
-        "",
     ]
+    raised = raised_lines(result, hidden_feedback, quote=code_span)
+    if raised:
+        lines += ["## Calls that raised", ""] + [f"- {line}" for line in raised] + [""]
+    lines += ["## Visible tests", ""]
     for test in (t for t in result.tests if not t.hidden):
         mark = "PASS" if test.passed else "FAIL"
         lines.append(f"- **{mark}** `{test.name}` ({test.score:g}/{test.max_score:g})")
         if not test.passed:
             lines += ["", _fence(test.message), ""]
+            for note in dependency_notes(test, result, hidden_feedback):
+                lines += [f"  {note[0].upper()}{note[1:]}.", ""]
     hidden = [t for t in result.tests if t.hidden]
     if hidden and hidden_feedback == "names":
         lines += ["", "## Hidden tests", ""]
-        lines += [
-            f"- **{'PASS' if t.passed else 'FAIL'}** `{t.name}` ({t.score:g}/{t.max_score:g})"
-            for t in hidden
-        ]
+        for t in hidden:
+            extra = [_raised(t, hidden_feedback, code_span)]
+            extra += dependency_notes(t, result, hidden_feedback)
+            said = "; ".join(e for e in extra if e)
+            lines.append(
+                f"- **{'PASS' if t.passed else 'FAIL'}** `{t.name}` ({t.score:g}/{t.max_score:g})"
+                + (f": {said}" if said else "")
+            )
     elif hidden:
         earned, possible = sum(t.score for t in hidden), sum(t.max_score for t in hidden)
         lines += ["", f"Hidden tests: {earned:g} / {possible:g} points."]
@@ -139,11 +216,16 @@ def gradescope_json(result: SubmissionResult, hidden_feedback: str = "names") ->
     """Gradescope's ``results.json`` for one submission."""
     tests = []
     for test in result.tests:
+        raised = _raised(test, hidden_feedback, _plain)
+        notes = dependency_notes(test, result, hidden_feedback)
         if test.hidden:
             output = "passed" if test.passed else "failed"
+            output = "\n".join([output, *filter(None, [raised]), *notes])
             visibility = "after_published" if hidden_feedback == "names" else "hidden"
         else:
-            output, visibility = test.message, "visible"
+            output = "\n".join([*filter(None, [raised]), test.message, *notes])
+            visibility = "visible"
+        output = visible(output)  # student text: control characters as escapes, never sent
         tests.append(
             {
                 "name": test.name,
@@ -155,10 +237,11 @@ def gradescope_json(result: SubmissionResult, hidden_feedback: str = "names") ->
                 "visibility": visibility,
             }
         )
-    notes = [f"status: {result.status}"] + result.notes[:20] + result.cell_errors[:5]
+    notes = [f"status: {result.status}", *raised_lines(result, hidden_feedback)]
+    notes += result.notes[:20] + result.cell_errors[:5]
     return {
         "score": result.score,
-        "output": "\n".join(notes),
+        "output": visible("\n".join(notes)),
         "output_format": "text",
         "test_output_format": "text",
         "tests": tests,

@@ -17,10 +17,13 @@ from typing import Any
 import numpy as np
 
 from cnnlab.exercises.compare import compare
+from cnnlab.exercises.measure import resource_verdict
 from cnnlab.exercises.safetext import printable
 from cnnlab.exercises.spec import Test
 
 __all__ = [
+    "SHOWN_HIDDEN_ERRORS",
+    "raised_text",
     "TestResult",
     "SubmissionResult",
     "PreparedTest",
@@ -42,10 +45,45 @@ TEST_STATUSES = (
 )
 SUBMISSION_STATUSES = ("ok", "error", "timeout", "memory", "crashed", "invalid")
 
+#: The exception types a *hidden* test's feedback may name. The type and message of an
+#: exception come from the student's process, which chooses them (a class can be named after
+#: a hidden input): a hidden call that raised shows one of these names, exactly as written,
+#: or "an exception", never the message. That bounds what a submission can pass out through
+#: one hidden call to log2(len + 2), about 4.2 bits (a name, "an exception", or no raise).
+SHOWN_HIDDEN_ERRORS = frozenset(
+    {
+        "ArithmeticError",
+        "AssertionError",
+        "AttributeError",
+        "FloatingPointError",
+        "ImportError",
+        "IndexError",
+        "KeyError",
+        "LookupError",
+        "ModuleNotFoundError",
+        "NameError",
+        "OverflowError",
+        "RecursionError",
+        "RuntimeError",
+        "TypeError",
+        "UnboundLocalError",
+        "ValueError",
+        "ZeroDivisionError",
+    }
+)
+MAX_RAISED_MESSAGE = 300
+
 
 @dataclass
 class TestResult:
-    """The outcome of one test for one submission (``status``: one of ``TEST_STATUSES``)."""
+    """The outcome of one test for one submission (``status``: one of ``TEST_STATUSES``).
+
+    ``raised`` says what the test's call raised, already bounded for what the feedback may
+    show (:func:`raised_text`): ``"ValueError: the message"`` for a visible test, an
+    allowlisted type name or ``"an exception"`` for a hidden one, ``""`` when it did not
+    raise. ``failing_uses`` names the student functions this test calls (``Test.uses``) that
+    fail at least one of their own tests.
+    """
 
     name: str
     function: str
@@ -55,6 +93,8 @@ class TestResult:
     passed: bool
     status: str
     message: str
+    raised: str = ""
+    failing_uses: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -81,12 +121,14 @@ class SubmissionResult:
 
 @dataclass(frozen=True)
 class PreparedTest:
-    """A test with its inputs drawn and its expected answer computed by the grading process."""
+    """A test with its inputs drawn and its expected answer computed by the grading process;
+    for a test with a ``time_factor``, the processor seconds its timing reference took here."""
 
     test: Test
     args: tuple
     kwargs: Mapping[str, Any]
     expected: np.ndarray
+    reference_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,12 +136,20 @@ class CallOutcome:
     """How one call ended: ``ok`` with its ``answer``, or a status from the worker with a detail.
 
     ``status`` is one of :data:`cnnlab.exercises.protocol.CALL_STATUSES`, or ``timeout`` (the
-    grading process stopped the call).
+    grading process stopped the call). ``cpu_seconds`` and ``memory_growth``: what the
+    supervisor measured of the call, where its test bounds them (:mod:`cnnlab.exercises.measure`);
+    ``reference_seconds``: the timing reference timed again once the worker was gone (the
+    slower of it and :attr:`PreparedTest.reference_seconds` is what the call is compared with).
     """
 
     status: str
     detail: str = ""
     answer: np.ndarray | None = None
+    cpu_seconds: float = 0.0
+    memory_growth: float = 0.0
+    reference_seconds: float | None = None
+    error_type: str = ""
+    error_message: str = ""
 
 
 def _frozen(mapping: Mapping) -> Mapping:
@@ -172,6 +222,46 @@ class RunOutcome:
         )
 
 
+def raised_text(hidden: bool, call: CallOutcome | None) -> str:
+    """What the feedback may say a test's call raised ("" when it did not raise).
+
+    Visible: the type and message, as the student's process reported them (escaped when
+    shown). Hidden: the type only when it is exactly one of :data:`SHOWN_HIDDEN_ERRORS`, else
+    "an exception"; never the message (both are chosen by the student's code, which has seen
+    the hidden inputs).
+
+    Examples
+    --------
+    >>> call = CallOutcome("error", "Traceback ...", error_type="ValueError", error_message="bad k")
+    >>> raised_text(False, call), raised_text(True, call)
+    ('ValueError: bad k', 'ValueError')
+    >>> raised_text(True, CallOutcome("error", "", error_type="Input_7x7_seed42"))
+    'an exception'
+    >>> raised_text(True, CallOutcome("ok"))
+    ''
+    """
+    if call is None or call.status != "error" or not call.error_type:
+        return ""
+    if hidden:
+        return call.error_type if call.error_type in SHOWN_HIDDEN_ERRORS else "an exception"
+    message = call.error_message
+    if len(message) > MAX_RAISED_MESSAGE:
+        message = message[:MAX_RAISED_MESSAGE] + "..."
+    return f"{call.error_type[:100]}: {message}" if message else call.error_type[:100]
+
+
+def _failing_uses(tests: Sequence[TestResult], prepared: Sequence[PreparedTest]) -> None:
+    """Fill ``failing_uses`` of each test that did not pass: the functions in its ``uses``
+    that fail at least one of their own tests."""
+    failing = {t.function for t in tests if not t.passed}
+    for result, item in zip(tests, prepared, strict=True):
+        if result.passed or result.status in ("missing", "not_implemented"):
+            continue
+        result.failing_uses = [
+            f for f in item.test.uses if f != item.test.function and f in failing
+        ]
+
+
 def _not_run(outcome: RunOutcome) -> tuple[str, str]:
     if outcome.timeout:
         return "timeout", "not run: " + outcome.timeout
@@ -187,6 +277,17 @@ def _test_status(prepared: PreparedTest, call: CallOutcome | None, outcome: RunO
         return _not_run(outcome)
     if call.status == "ok":
         passed, message = compare(test, prepared.expected, call.answer)
+        if passed and (test.time_factor is not None or test.memory_limit_mb is not None):
+            within, measured = resource_verdict(
+                test.time_factor,
+                test.memory_limit_mb,
+                call.cpu_seconds,
+                call.memory_growth,
+                max(prepared.reference_seconds or 0.0, call.reference_seconds or 0.0),
+            )
+            if not within:
+                return "failed", f"the answer is right, but {measured}"
+            message = f"{message}; {measured}"
         return ("passed" if passed else "failed"), message
     if call.status == "missing":
         return "missing", f"{call.detail}: define `{test.function}` with this exact name"
@@ -195,6 +296,8 @@ def _test_status(prepared: PreparedTest, call: CallOutcome | None, outcome: RunO
             "not_implemented",
             f"`{test.function}` is not implemented yet (raise NotImplementedError())",
         )
+    if call.status in ("error", "bad_answer") and test.hint_at(1):
+        return call.status, f"{call.detail}\nHint: {test.hint_at(1)}"
     return call.status, call.detail
 
 
@@ -241,10 +344,11 @@ def score_submission(
         )
         outcome = replace(outcome, crashed=None, timeout=None)
     for index, item in enumerate(prepared):
+        call = None if invalid is not None else outcome.calls.get(index)
         if invalid is not None:
             status, message = "error", invalid
         else:
-            status, message = _test_status(item, outcome.calls.get(index), outcome)
+            status, message = _test_status(item, call, outcome)
         points = float(item.test.points)
         result.tests.append(
             TestResult(
@@ -256,8 +360,10 @@ def score_submission(
                 status == "passed",
                 status,
                 message,
+                raised=raised_text(item.test.hidden, call),
             )
         )
+    _failing_uses(result.tests, prepared)
     result.score = float(sum(t.score for t in result.tests))
     if invalid is not None:
         result.status = "invalid"
@@ -287,4 +393,5 @@ def _printable_result(result: SubmissionResult) -> SubmissionResult:
     result.cell_errors = [printable(e) for e in result.cell_errors]
     for test in result.tests:
         test.message = printable(test.message)
+        test.raised = printable(test.raised)
     return result

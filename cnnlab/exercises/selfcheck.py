@@ -55,6 +55,7 @@ def write_visible_tests(tests: list[Test], folder: Path) -> None:
                 "exact": test.exact,
                 "hint": test.hint,
                 "description": test.description,
+                "uses": list(test.uses),
             }
         )
     (folder / VISIBLE_JSON).write_text(json.dumps({"tests": entries}, indent=1) + "\n")
@@ -83,6 +84,7 @@ def _load_visible(folder: Path) -> list[tuple[Test, tuple, dict, np.ndarray]]:
                 exact=entry["exact"],
                 hint=entry["hint"],
                 description=entry["description"],
+                uses=tuple(entry.get("uses", ())),
             )
             kwargs = {k: decode(v) for k, v in entry["kwargs"].items()}
             loaded.append((test, decode(entry["args"]), kwargs, arrays[entry["expected"]]))
@@ -99,7 +101,51 @@ def _load_visible(folder: Path) -> list[tuple[Test, tuple, dict, np.ndarray]]:
     )
 
 
-def check(name: str, function: Callable, folder: str | Path = ".") -> None:
+def _run_one(test: Test, function: Callable, args, kwargs, expected, level: int):
+    """(passed, message) of one visible test on the student's ``function``."""
+    try:
+        got = function(*plaindata.copy_value(args), **plaindata.copy_value(kwargs))
+        answer = np.asarray(got)
+        if answer.dtype.kind not in "biuf":
+            raise TypeError(f"returned {type(got).__name__}, not an array of numbers")
+        return compare(test, expected, answer, hint_level=level)
+    except NotImplementedError:
+        return False, "not implemented yet"
+    except Exception as error:  # noqa: BLE001 (report any student error)
+        hint = test.hint_at(level)
+        return False, f"raised {type(error).__name__}: {error}" + (f" Hint: {hint}" if hint else "")
+
+
+def _failing_tests(name: str, function: object, loaded: list) -> list[str]:
+    """The visible tests of ``name`` that ``function`` fails (run quietly)."""
+    if not callable(function):
+        return []
+    return [
+        test.name
+        for test, args, kwargs, expected in loaded
+        if test.function == name and not _run_one(test, function, args, kwargs, expected, 1)[0]
+    ]
+
+
+def _dependency_notes(test: Test, function: Callable, loaded: list, cache: dict) -> list[str]:
+    """Notes for a failing ``test``: the student functions it calls (``Test.uses``, looked up
+    where ``function`` was defined, the notebook) that fail their own visible tests."""
+    namespace = getattr(function, "__globals__", {})
+    notes = []
+    for used in test.uses:
+        if used == test.function or used not in namespace:
+            continue
+        if used not in cache:
+            cache[used] = _failing_tests(used, namespace[used], loaded)
+        if cache[used]:
+            names = ", ".join(cache[used][:4]) + (" ..." if len(cache[used]) > 4 else "")
+            notes.append(
+                f"this test calls {used}, which fails its own tests ({names}): fix that first"
+            )
+    return notes
+
+
+def check(name: str, function: Callable, folder: str | Path = ".", *, hint: int = 1) -> None:
     """Run the visible tests of the student function ``name`` on ``function``; print a report.
 
     Parameters
@@ -110,36 +156,45 @@ def check(name: str, function: Callable, folder: str | Path = ".") -> None:
         The student's implementation.
     folder : path
         Where the visible tests are (default: the current folder, the notebook's own).
+    hint : int
+        How much help a failing test shows: 1 (the default) a nudge, what to look at; 2, 3, ...
+        more, up to the full formula. While more exists, the report says how to ask for it:
+        ``check("corr2d", corr2d, hint=2)``.
 
-    The report is advice only: the grade comes from ``cnnlab grade``, which also runs the
-    hidden tests, in an isolated worker.
+    A failing test that calls another function of the exercise which fails its own visible
+    tests says so. The report is advice only: the grade comes from ``cnnlab grade``, which
+    also runs the hidden tests, in an isolated worker.
     """
-    tests = [item for item in _load_visible(Path(folder)) if item[0].function == name]
+    if isinstance(folder, int) and not isinstance(folder, bool):
+        folder, hint = ".", folder  # check("corr2d", corr2d, 2)
+    if isinstance(hint, bool) or not isinstance(hint, int) or hint < 1:
+        raise ValueError(f"hint must be a level 1, 2, ..., got {hint!r}")
+    loaded = _load_visible(Path(folder))
+    tests = [item for item in loaded if item[0].function == name]
     if not tests:
         raise ValueError(f"the exercise has no visible test of a function named {name!r}")
     earned = total = 0.0
     lines = []
+    more = False
+    cache: dict[str, list[str]] = {}
     for test, args, kwargs, expected in tests:
         total += test.points
         started = time.perf_counter()
-        try:
-            got = function(*plaindata.copy_value(args), **plaindata.copy_value(kwargs))
-            answer = np.asarray(got)
-            if answer.dtype.kind not in "biuf":
-                raise TypeError(f"returned {type(got).__name__}, not an array of numbers")
-            passed, message = compare(test, expected, answer)
-        except NotImplementedError:
-            passed, message = False, "not implemented yet"
-        except Exception as error:  # noqa: BLE001 (report any student error)
-            passed, message = False, f"raised {type(error).__name__}: {error}"
+        passed, message = _run_one(test, function, args, kwargs, expected, hint)
         seconds = time.perf_counter() - started
         earned += test.points if passed else 0.0
         mark = "PASS" if passed else "FAIL"
         points = f"{test.points if passed else 0:g}/{test.points:g}"
         lines.append(f"  {mark} {test.name} [{points}]" + ("" if passed else f": {message}"))
+        if not passed:
+            more = more or (len(test.hints) > hint and " Hint: " in message)
+            for note in _dependency_notes(test, function, loaded, cache):
+                lines.append(f"       ({note})")
         if seconds > 10:
             lines.append(f"       (took {seconds:.0f} s: the grader has time limits)")
     print(f"{name}: {earned:g}/{total:g} points on the visible tests")
     print("\n".join(lines))
+    if more:
+        print(f'More help: check("{name}", {name}, hint={hint + 1}) shows more.')
     if earned == total:
         print("All visible tests pass. Hidden tests run when your notebook is graded.")

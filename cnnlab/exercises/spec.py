@@ -69,10 +69,28 @@ class Test:
         Compare with ``np.array_equal`` instead (integer answers such as output sizes).
     time_limit : float
         Wall-clock seconds the call may take inside the worker.
-    hint : str
-        What to look at when the test fails; shown under the failure message.
+    hint : str or tuple of str
+        What to look at when the test fails, shown under the failure message. A tuple gives
+        levels, from a nudge (what to look at) to the full formula: a failure shows the first,
+        and the student's self-check shows level ``n`` on request
+        (``check("corr2d", corr2d, hint=2)``). Grading feedback shows the first level only.
     description : str
         One line saying what the test checks.
+    uses : tuple of str
+        Other *student* functions that the tested function calls (for example
+        ``("receptive_field",)``): when this test fails and one of them fails its own tests,
+        the feedback says to fix that one first.
+    time_factor : float or None
+        Bound the call's processor time to this many times that of ``timing_reference`` on
+        the same inputs, which the grading process times itself (one thread, best of five);
+        the student's call is measured from outside its process (:mod:`cnnlab.exercises.measure`).
+        Checked by ``cnnlab grade`` only, once the answer is right.
+    timing_reference : callable or None
+        What ``time_factor`` compares with (default: ``reference``).
+    memory_limit_mb : float or None
+        Bound the growth of the resident memory of the student's processes during the call
+        (the peak above their size when the call began, inputs included), in MiB; measured from
+        outside the student process. Checked by ``cnnlab grade`` only, once the answer is right.
     """
 
     name: str
@@ -86,8 +104,56 @@ class Test:
     atol: float = 1e-8
     exact: bool = False
     time_limit: float = 5.0
-    hint: str = ""
+    hint: str | tuple[str, ...] = ""
     description: str = ""
+    uses: tuple[str, ...] = ()
+    time_factor: float | None = None
+    timing_reference: Callable[..., Any] | None = None
+    memory_limit_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        hint = self.hint
+        if isinstance(hint, list):
+            hint = tuple(hint)
+        if not isinstance(hint, str) and not (
+            isinstance(hint, tuple) and all(isinstance(h, str) for h in hint)
+        ):
+            raise TypeError(
+                f"Test {self.name!r}: hint must be a str or a tuple of str, got {hint!r}"
+            )
+        object.__setattr__(self, "hint", hint)
+        uses = (self.uses,) if isinstance(self.uses, str) else tuple(self.uses)
+        if not all(isinstance(u, str) for u in uses):
+            raise TypeError(f"Test {self.name!r}: uses must be a tuple of str, got {self.uses!r}")
+        object.__setattr__(self, "uses", uses)
+
+    @property
+    def hints(self) -> tuple[str, ...]:
+        """The hint levels, nudge first (empty when the test has no hint).
+
+        Examples
+        --------
+        >>> Test("t", "f", (), None, hint="look at the bounds").hints
+        ('look at the bounds',)
+        >>> Test("t", "f", (), None, hint=("look at the bounds", "i + m for m < k")).hints
+        ('look at the bounds', 'i + m for m < k')
+        """
+        levels = (self.hint,) if isinstance(self.hint, str) else self.hint
+        return tuple(h for h in levels if h)
+
+    def hint_at(self, level: int = 1) -> str:
+        """The hint of level ``level`` (1 = the nudge), clipped to the levels there are.
+
+        Examples
+        --------
+        >>> t = Test("t", "f", (), None, hint=("nudge", "formula"))
+        >>> t.hint_at(1), t.hint_at(2), t.hint_at(9)
+        ('nudge', 'formula', 'formula')
+        """
+        levels = self.hints
+        if not levels:
+            return ""
+        return levels[min(max(int(level), 1), len(levels)) - 1]
 
 
 HIDDEN_SEED_VARIABLE = "CNNLAB_HIDDEN_SEED"
@@ -180,6 +246,12 @@ def load_exercise(path: str | Path) -> Exercise:
     if duplicates:
         raise ValueError(f"{tests_file} has duplicate test names {duplicates}")
     functions: Sequence[str] = list(dict.fromkeys(t.function for t in tests))
+    unknown = sorted({u for t in tests for u in t.uses if u not in functions})
+    if unknown:
+        raise ValueError(
+            f"{tests_file}: `uses` names {unknown}, which no test calls "
+            f"(the functions tested are {list(functions)})"
+        )
     preload = tuple(dict.fromkeys(("numpy", *getattr(module, "PRELOAD", ()))))
     return Exercise(
         name=path.name,

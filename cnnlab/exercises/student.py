@@ -59,6 +59,17 @@ def _short_error(error: BaseException, limit: int = 1500) -> str:
     return text if len(text) <= limit else "...\n" + text[-limit:]
 
 
+def _type_and_message(error: BaseException, limit: int = 500) -> tuple[str, str]:
+    """The exception's type name and message (cut to ``limit``); a ``__str__`` that raises
+    gives a placeholder. The grading process trusts neither (see ``scoring``)."""
+    kind = type(error).__name__
+    try:
+        text = str(error)
+    except BaseException:  # noqa: BLE001 (the student's __str__)
+        text = "<the exception's message could not be read>"
+    return str(kind)[:100], text[:limit]
+
+
 def _forbidden_stub(dotted: str, exercise: str):
     def forbidden(*args, **kwargs):
         raise RuntimeError(
@@ -273,6 +284,25 @@ def verify_forbidden(names: list[str], modules: list[str]) -> dict:
     return {"patched": patched, "on_import": on_import, "unpatched": unpatched}
 
 
+def _fresh_pages() -> None:
+    """Give every allocation of 128 KiB or more pages of its own, handed back when freed.
+
+    glibc serves such allocations with ``mmap`` only until a large block is freed; then it
+    raises its threshold (up to 32 MiB) and serves them from heap memory it keeps. Fixing the
+    threshold (``mallopt(M_MMAP_THRESHOLD, 128 KiB)``) keeps it where it is, so the resident
+    memory that the supervisor samples during a memory-bounded call follows what the call
+    holds, not what earlier code left in the heap (:mod:`cnnlab.exercises.measure`). Set
+    before any student code, where the exercise has a memory-bounded test; code that undoes
+    it only hides temporaries under 32 MiB.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def _disable_self_check() -> None:
     def check(*args, **kwargs):
         print("(self-check skipped: this notebook is being graded)")
@@ -312,6 +342,8 @@ def student_main() -> None:
         except Exception as error:  # noqa: BLE001
             notes.append(f"could not preload {module}: {error}")
     _disable_self_check()
+    if setup.get("fresh_pages"):
+        _fresh_pages()
     install_forbidden(setup["forbidden"], setup["exercise"], setup.get("forbidden_modules", []))
     memory = setup.get("memory_bytes")
     limited = memory is not None and rlimits.limit_address_space(int(memory))
@@ -381,7 +413,16 @@ def student_main() -> None:
             reply(Reply(nonce=nonce, status="memory", detail=_short_error(error)))
             continue
         except BaseException as error:  # noqa: BLE001
-            reply(Reply(nonce=nonce, status="error", detail=_short_error(error)))
+            kind, text = _type_and_message(error)
+            reply(
+                Reply(
+                    nonce=nonce,
+                    status="error",
+                    detail=_short_error(error),
+                    error_type=kind,
+                    error_message=text,
+                )
+            )
             continue
         restore()
         try:

@@ -42,7 +42,7 @@ import stat
 import sys
 import time
 
-from cnnlab.exercises import plaindata, protocol, rlimits, seccomp
+from cnnlab.exercises import measure, plaindata, protocol, rlimits, seccomp
 from cnnlab.exercises.student import CMD_FD, REPLY_FD
 
 __all__ = ["supervise", "main"]
@@ -74,8 +74,12 @@ class _Lines:
     def __init__(self, fd: int) -> None:
         self.fd, self.buffer = fd, b""
 
-    def next(self) -> bytes | None:
+    def next(self, idle=None) -> bytes | None:
+        """The next line (None once the pipe is closed); ``idle()`` is called about every
+        millisecond while none is there (the memory sampling of a measured call)."""
         while b"\n" not in self.buffer:
+            if idle is not None:
+                measure.wait_readable(self.fd, idle)
             try:
                 chunk = os.read(self.fd, 65536)
             except InterruptedError:  # pragma: no cover
@@ -302,10 +306,15 @@ def _run_calls(
 ) -> None:
     """Send each call with its inputs and a fresh nonce; report its end and answer digest.
 
-    ``cap`` is the largest answer file read back (the worker's file-size limit).
+    ``cap`` is the largest answer file read back (the worker's file-size limit). A call whose
+    test bounds its processor time or memory (``measure`` in ``calls.json``, never sent on to
+    the student process) is measured here, from outside the student process
+    (:mod:`cnnlab.exercises.measure`): from just before its inputs are sent to its reply.
     """
     scratch_fd = os.open(".", os.O_DIRECTORY)
     for index, call in zip(calls["call_ids"], calls["calls"], strict=True):
+        call = dict(call)
+        wanted = call.pop("measure", None) or {}
         nonce = os.urandom(16).hex()
         names = sorted(
             {
@@ -316,11 +325,13 @@ def _run_calls(
         )
         header = dict(call, call=index, nonce=nonce, blobs=[[n, len(blobs[n])] for n in names])
         events.send(protocol.Begin(call=index))
+        watch = measure.MemoryWatch(pid) if wanted.get("memory") else None
+        cpu_before = measure.tree_cpu_seconds(pid) if wanted.get("cpu") else 0.0
         started = time.monotonic()
         sent = command((json.dumps(header) + "\n").encode() + b"".join(blobs[n] for n in names))
         reply = None
         while sent:
-            line = replies.next()
+            line = replies.next(watch.sample if watch is not None else None)
             if line is None:
                 break
             message = protocol.decode(line)
@@ -330,6 +341,14 @@ def _run_calls(
         if reply is None:
             _exit_like(pid)
         seconds = time.monotonic() - started
+        used = {}
+        if wanted.get("cpu"):
+            cpu_after = measure.tree_cpu_seconds(pid)
+            used["cpu_seconds"] = (
+                cpu_after - cpu_before if min(cpu_before, cpu_after) >= 0 else measure.UNMEASURED
+            )
+        if watch is not None:
+            used["memory_growth"] = watch.growth()
         status, detail = reply.status, reply.detail
         if status == "ok":
             try:
@@ -337,7 +356,12 @@ def _run_calls(
             except (OSError, ValueError) as error:
                 status, detail = "bad_answer", f"the answer file could not be read: {error}"
         if status == "ok":
-            events.send(protocol.End(call=index, status="ok", seconds=seconds, sha256=digest))
+            events.send(
+                protocol.End(call=index, status="ok", seconds=seconds, sha256=digest, **used)
+            )
+        elif status == reply.status == "error":
+            error = {"error_type": reply.error_type, "error_message": reply.error_message}
+            events.send(protocol.End(call=index, status=status, detail=detail, **error))
         else:
             events.send(protocol.End(call=index, status=status, detail=detail))
 
@@ -402,6 +426,9 @@ def supervise(jobdir: str, fd: int) -> None:
     }
     setup["run_cells"] = job["run_cells"]
     setup["memory_bytes"] = job["sandbox"]["memory_bytes"]
+    # Where a call's memory is measured, large allocations get pages of their own (see
+    # student._fresh_pages); which calls are measured stays here.
+    setup["fresh_pages"] = any((c.get("measure") or {}).get("memory") for c in calls["calls"])
     if not command((json.dumps(setup) + "\n").encode()):
         _exit_like(pid)
     # The first line comes before any student code runs: the limits the student process set

@@ -2,7 +2,8 @@
 
 Imported by the grading process only. Every expected answer is measured with PyTorch in the
 grading process: output sizes are the shapes that ``torch.nn.functional.conv2d`` returns on
-zeros, parameter counts are ``sum(p.numel() for p in torch.nn.Conv2d(...).parameters())`` and
+zeros, a dilated kernel's span is what a 'valid' ``F.conv2d`` takes off a row plus one, parameter
+counts are ``sum(p.numel() for p in torch.nn.Conv2d(...).parameters())`` and
 multiply-adds are half the FLOPs that ``torch.utils.flop_counter.FlopCounterMode`` counts; only
 the output stride, a product, comes from ``cnnlab.shapes.output_stride``. The worker that runs
 a submission receives the inputs and nothing else.
@@ -10,6 +11,10 @@ a submission receives the inputs and nothing else.
 Most hidden tests are sweeps: one call of a ``sweep_*`` helper (defined in a locked cell of the
 notebook) runs the student's function on dozens of configurations drawn from a generator seeded
 by the test's name, and the test passes only if every answer is right.
+
+Each hint has two levels: a nudge (what to look at), shown on a failure, and the full formula,
+shown by ``check(name, function, hint=2)``. ``uses`` names the student's own functions that a
+function is meant to call, so that a failure there says to fix the called function first.
 """
 
 import numpy as np
@@ -77,23 +82,45 @@ FORBIDDEN_MODULES = [
     "cnnlab.torch",
 ]
 
+SPAN_HINT = (
+    "draw the k taps on a line with d - 1 skipped pixels between neighbours and count the "
+    "pixels from the first tap to the last, both included; try k = 1 and d = 1 too",
+    "k' = d (k - 1) + 1: k - 1 gaps of d pixels each, plus the first tap",
+)
 SIZE_HINT = (
+    "count kernel positions: the first starts on the first pixel of the padded input, each next "
+    "one s pixels later, and the last must end inside it; the kernel covers its effective "
+    "(dilated) span, not k pixels",
     "o = floor((i + 2p - d(k - 1) - 1) / s) + 1: a kernel of k taps with dilation d spans "
-    "d(k - 1) + 1 input pixels"
+    "d(k - 1) + 1 input pixels",
 )
-SAME_HINT = "at stride 1, o = i + 2p - d(k - 1), so o = i needs p = d(k - 1) / 2"
+SAME_HINT = (
+    "at stride 1, how many pixels does a 'valid' layer take off the input? The padding must put "
+    "them back, half on each side",
+    "at stride 1, o = i + 2p - d(k - 1), so o = i needs p = d(k - 1) / 2",
+)
 STAGES_HINT = (
-    "apply the output-size law layer by layer, each layer's output size being the next "
-    "layer's input size; return one size per layer"
+    "each layer's output size is the next layer's input size; return one size per layer, in "
+    "order, the last being the network's output size",
+    "size = input_size; for each (k, s, p, d): size = conv_output_size(size, k, s, p, d) and "
+    "append it to the list",
 )
-STRIDE_HINT = "the output stride is the product of the strides of all the layers"
+STRIDE_HINT = (
+    "after one layer of stride s, one step on the output moves s pixels on the input; how far "
+    "does it move after a second layer of stride s'?",
+    "the output stride is the product of the strides of all the layers",
+)
 PARAMS_HINT = (
+    "count one filter's weights first: how many input channels does it see when they are split "
+    "into groups? Then the biases",
     "each of the C_out filters has C_in / groups * k * k weights, plus one bias per filter "
-    "when bias is true"
+    "when bias is true",
 )
 MACS_HINT = (
+    "one multiply-add per weight used per output value: how many output values are there "
+    "(channels times positions), and how many weights does each use? The bias is not counted",
     "each of the C_out * o * o output values is a dot product of C_in / groups * k * k "
-    "weights with as many inputs; the bias is not counted"
+    "weights with as many inputs; the bias is not counted",
 )
 
 
@@ -111,6 +138,15 @@ def torch_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
         x, w, stride=(1, int(stride)), padding=(0, int(padding)), dilation=(1, int(dilation))
     )
     return int(y.shape[-1])
+
+
+def torch_effective_kernel_size(kernel_size, dilation):
+    """The span of a dilated kernel: what a stride-1 'valid' ``F.conv2d`` takes off a row, plus 1.
+
+    A kernel spanning ``k'`` pixels has ``size - k' + 1`` valid positions on a row of ``size``.
+    """
+    size = 512
+    return size - torch_output_size(size, kernel_size, 1, 0, dilation) + 1
 
 
 def torch_same_padding(kernel_size, dilation=1):
@@ -236,6 +272,12 @@ def _kernel_fills_input(rng):
     return (np.array(rows, dtype=np.int64),)
 
 
+def _span_configs(rng):
+    """40 rows (kernel, dilation), kernels 1 to 11 and dilations 1 to 24."""
+    rows = [(int(rng.integers(1, 12)), int(rng.integers(1, 25))) for _ in range(40)]
+    return (np.array(rows, dtype=np.int64),)
+
+
 def _same_padding_configs(rng):
     """Rows (kernel, dilation) with an odd effective kernel d(k - 1) + 1."""
     rows = []
@@ -346,6 +388,48 @@ VGG16 = tuple(
 )
 
 TESTS = [
+    # effective_kernel_size
+    Test(
+        "effective_kernel_size_rate_4",
+        "effective_kernel_size",
+        (3, 4),
+        torch_effective_kernel_size,
+        points=1,
+        exact=True,
+        hint=SPAN_HINT,
+        description="3 taps, 3 skipped pixels between neighbours (dilation 4)",
+    ),
+    Test(
+        "effective_kernel_size_one_tap",
+        "effective_kernel_size",
+        (1, 5),
+        torch_effective_kernel_size,
+        points=1,
+        exact=True,
+        hint=SPAN_HINT,
+        description="one tap spans one pixel, whatever the dilation",
+    ),
+    Test(
+        "effective_kernel_size_undilated",
+        "effective_kernel_size",
+        (7, 1),
+        torch_effective_kernel_size,
+        points=1,
+        hidden=True,
+        exact=True,
+        hint=SPAN_HINT,
+    ),
+    Test(
+        "effective_kernel_size_sweep",
+        "sweep_effective_kernel_size",
+        _span_configs,
+        _rows(torch_effective_kernel_size),
+        points=2,
+        hidden=True,
+        exact=True,
+        hint=SPAN_HINT,
+        description="40 random (kernel, dilation), kernels 1 to 11, dilations 1 to 24",
+    ),
     # conv_output_size
     Test(
         "conv_output_size_resnet_stem",
@@ -354,6 +438,7 @@ TESTS = [
         torch_output_size,
         points=1,
         exact=True,
+        uses=("effective_kernel_size",),
         hint=SIZE_HINT,
         description="ResNet's first layer: 224, kernel 7, stride 2, padding 3, dilation 1",
     ),
@@ -364,6 +449,7 @@ TESTS = [
         torch_output_size,
         points=1,
         exact=True,
+        uses=("effective_kernel_size",),
         hint=SIZE_HINT,
         description="33, kernel 3, stride 2, padding 2, dilation 2",
     ),
@@ -440,6 +526,7 @@ TESTS = [
         torch_stage_sizes,
         points=1,
         exact=True,
+        uses=("conv_output_size",),
         hint=STAGES_HINT,
         description="ResNet-18's main path (18 layers) on a 224x224 image",
     ),
@@ -451,6 +538,7 @@ TESTS = [
         points=1,
         hidden=True,
         exact=True,
+        uses=("conv_output_size",),
         hint=STAGES_HINT,
     ),
     Test(
@@ -461,6 +549,7 @@ TESTS = [
         points=1,
         hidden=True,
         exact=True,
+        uses=("conv_output_size",),
         hint=STAGES_HINT,
     ),
     Test(
@@ -545,6 +634,7 @@ TESTS = [
         torch_conv_macs,
         points=1,
         exact=True,
+        uses=("conv_output_size",),
         hint=MACS_HINT,
         description="ResNet's stem: 3 to 64 channels, 7x7, stride 2, padding 3, on 224x224",
     ),
@@ -556,6 +646,7 @@ TESTS = [
         points=1,
         hidden=True,
         exact=True,
+        uses=("conv_output_size",),
         hint=MACS_HINT,
     ),
     Test(

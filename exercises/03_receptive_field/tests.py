@@ -6,16 +6,25 @@ shortcut)`` of chains. Expected answers come from ``cnnlab.receptive_field``: th
 (``receptive_field``, ``receptive_field_steps``, ``ReceptiveField.interval``) for chains, and
 for residual blocks and networks ``receptive_field_of``, which traces a PyTorch module built
 from the description with ``torch.fx`` and takes the union of the paths where they are added.
-The worker that runs a submission receives the inputs and nothing else.
+The effective receptive field (``|d out_centre / d input|``) is computed by
+``cnnlab.receptive_field.effective_receptive_field`` on a PyTorch module that this file builds
+from the network's plain-data description, on the same input images. The worker that runs a
+submission receives the inputs and nothing else.
+
+The effective kernel size ``d (k - 1) + 1`` is graded in exercise 02; here the notebook gives it
+as locked code. Each hint has two levels: a nudge (what to look at), shown on a failure, and the
+full formula, shown by ``check(name, function, hint=2)``. The residual tests name
+``receptive_field`` in ``uses``: when it fails its own tests, their feedback says to fix it
+first.
 """
 
 import numpy as np
 
 from cnnlab.exercises.spec import Test
 from cnnlab.receptive_field import Layer, receptive_field_of, vgg16_layers
+from cnnlab.receptive_field import effective_receptive_field as reference_erf
 from cnnlab.receptive_field import receptive_field as reference_field
 from cnnlab.receptive_field import receptive_field_steps as reference_steps
-from cnnlab.shapes import effective_kernel_size
 
 # Library shortcuts replaced by raising stubs inside the grading worker.
 FORBIDDEN = [
@@ -36,27 +45,47 @@ FORBIDDEN = [
     "cnnlab.geometry.Window",  # Window.span is the effective kernel size
 ]
 
-DILATION_HINT = "a kernel of k taps with d - 1 gaps between neighbouring taps spans d (k - 1) + 1"
 STEPS_HINT = (
+    "follow the chain from the input one layer at a time, keeping (r, J, P): a layer's taps and "
+    "its padding are counted in units of its own input; which jump, before or after its own "
+    "stride, turns them into input pixels? Its taps span effective_kernel(k, d) units",
     "start from r = 1, J = 1, P = 0; layer l adds (k'_l - 1) J and p_l J using the jump J of "
-    "the layers BEFORE it, then multiplies J by its own stride s_l; k' = d (k - 1) + 1"
+    "the layers BEFORE it, then multiplies J by its own stride s_l; k' = d (k - 1) + 1",
 )
 FIELD_HINT = (
+    "the answer is the last row of the recurrence of section 1: check the jump each layer's "
+    "kernel and padding are multiplied by, the span of a dilated kernel, and the empty chain",
     "r = 1 + sum_l (k'_l - 1) J_l, S = prod_l s_l, P = sum_l p_l J_l with J_l the product of "
     "the strides of the layers before layer l (J_1 = 1) and k' = d (k - 1) + 1; an empty "
-    "chain is (1, 1, 0)"
+    "chain is (1, 1, 0)",
 )
-INTERVAL_HINT = "output unit u sees input pixels u S - P to u S - P + r - 1, both included"
+INTERVAL_HINT = (
+    "where does unit 0 start (the padding lies before input pixel 0), and how many input "
+    "pixels further does each next output unit start?",
+    "output unit u sees input pixels u S - P to u S - P + r - 1, both included",
+)
 BLOCK_HINT = (
+    "the block adds its two branches, so a unit depends on every pixel either branch sees: "
+    "compute each branch's field with receptive_field; an empty shortcut is the identity",
     "the block's output adds the two branches, so a unit sees the union of both fields; "
     "aligned branches share S and the centre, so the union is the larger field (largest r "
-    "and largest P); an empty shortcut is the identity (1, 1, 0)"
+    "and largest P); an empty shortcut is the identity (1, 1, 0)",
 )
 NETWORK_HINT = (
-    "a block behaves like one layer with kernel r_b, stride S_b and padding P_b: compose "
-    "the stem's layers and the blocks with the same recurrence as a chain"
+    "seen from its input, a whole block acts like one layer: which kernel size, stride, "
+    "padding and dilation would that layer have?",
+    "a block behaves like one layer with kernel r_b, stride S_b, padding P_b and dilation 1: "
+    "compose the stem's layers and the blocks with the same recurrence as a chain",
 )
-
+ERF_HINT = (
+    "one forward pass on a tensor that requires gradients; the unit is the centre (H_out // 2, "
+    "W_out // 2) of the output; check where the absolute value is taken and what you sum "
+    "(input channels) and average (images)",
+    "x = torch.tensor(inputs, requires_grad=True); y = build_network(network)(x); "
+    "y[:, :, H_out // 2, W_out // 2].sum().backward(); return "
+    "x.grad.abs().sum(dim=1).mean(dim=0).numpy(): |gradient| of each input channel, summed "
+    "over channels, averaged over the images",
+)
 
 # --------------------------------------------------------------------------------------------
 # References (grading process only)
@@ -114,6 +143,53 @@ def block_reference(main, shortcut):
 def network_reference(stem, blocks):
     """(r, S, P) of a stem followed by residual blocks, traced through a PyTorch module."""
     return _traced(stem, blocks)
+
+
+def erf_module(network):
+    """The float64 PyTorch module a network description stands for.
+
+    A description is a tuple of layers: ``("conv", weight (O, C, k, k), stride, padding,
+    dilation)`` (no bias), ``("relu",)``, ``("maxpool", k, s, p)`` or ``("avgpool", k, s, p)``
+    (``torch.nn.MaxPool2d`` and ``AvgPool2d`` with their defaults otherwise).
+    """
+    import torch
+    import torch.nn as nn
+
+    modules = []
+    for kind, *params in network:
+        if kind == "conv":
+            weight, stride, padding, dilation = params
+            weight = torch.as_tensor(np.asarray(weight, dtype=np.float64))
+            conv = nn.Conv2d(
+                weight.shape[1],
+                weight.shape[0],
+                tuple(weight.shape[2:]),
+                stride=int(stride),
+                padding=int(padding),
+                dilation=int(dilation),
+                bias=False,
+                dtype=torch.float64,
+            )
+            with torch.no_grad():
+                conv.weight.copy_(weight)
+            modules.append(conv)
+        elif kind == "relu":
+            modules.append(nn.ReLU())
+        elif kind == "maxpool":
+            modules.append(nn.MaxPool2d(*(int(v) for v in params)))
+        elif kind == "avgpool":
+            modules.append(nn.AvgPool2d(*(int(v) for v in params)))
+        else:
+            raise ValueError(f"unknown layer kind {kind!r}")
+    return nn.Sequential(*modules)
+
+
+def erf_reference(network, inputs):
+    """|d out_centre / d input| on these images, by cnnlab's effective_receptive_field."""
+    import torch
+
+    x = torch.from_numpy(np.asarray(inputs, dtype=np.float64))
+    return reference_erf(erf_module(network), tuple(x.shape[-2:]), inputs=x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +251,83 @@ def _random_network(n_blocks):
     return draw
 
 
+def _conv(rng, c_in, c_out, k, stride=1, padding=0, dilation=1):
+    weight = rng.normal(size=(c_out, c_in, k, k))
+    return ("conv", weight, stride, padding, dilation)
+
+
+def _erf_case(layers_of, batch, channels, height, width):
+    """Inputs ``(network, images)``: the network drawn by ``layers_of(rng)``, normal images.
+
+    Drawn again until the field has at least 9 nonzero pixels (ReLUs that are off at the
+    centre unit for every image would leave a field of zeros, which any answer of zeros passes).
+    """
+
+    def draw(rng):
+        while True:
+            network = tuple(layers_of(rng))
+            images = rng.normal(size=(batch, channels, height, width))
+            if np.count_nonzero(erf_reference(network, images)) >= 9:
+                return (network, images)
+
+    return draw
+
+
+def _two_convs(rng):
+    # Linear: a 3x3 convolution to 2 channels, then a 3x3 of dilation 2 back to 1 (9 -> 3).
+    return (_conv(rng, 1, 2, 3), _conv(rng, 2, 1, 3, dilation=2))
+
+
+def _relu_pool_even(rng):
+    # 2 channels in, ReLU and a 2x2 max pool: the output is 6 x 5, an even height.
+    return (
+        _conv(rng, 2, 3, 3, padding=1),
+        ("relu",),
+        ("maxpool", 2, 2, 0),
+        _conv(rng, 3, 2, 3, padding=1),
+    )
+
+
+def _strided_dilated(rng):
+    # Linear again: stride 2, then dilation 3, then an overlapping average pool with padding.
+    return (
+        _conv(rng, 1, 2, 3, stride=2, padding=1),
+        _conv(rng, 2, 2, 3, padding=3, dilation=3),
+        ("avgpool", 3, 1, 1),
+    )
+
+
+def _out_size(size, k, s, p, d=1):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _random_erf_network(depth):
+    """``depth`` blocks of conv (random k, stride, dilation, padding), ReLU, sometimes a pool,
+    on 3 channels of 24 x 22 pixels, then a linear 3x3 convolution to 2 channels; the output
+    is at least 2 pixels on each axis."""
+
+    def layers_of(rng):
+        while True:
+            layers, channels, size = [], 3, (24, 22)
+            for _ in range(depth):
+                k, d = int(rng.choice((1, 3, 5))), int(rng.integers(1, 4))
+                s, p = int(rng.choice((1, 1, 2))), int(rng.integers(0, d * (k - 1) // 2 + 1))
+                out = int(rng.integers(1, 4))
+                layers += [_conv(rng, channels, out, k, s, p, d), ("relu",)]
+                size = tuple(_out_size(n, k, s, p, d) for n in size)
+                channels = out
+                if rng.random() < 0.5:
+                    pk = int(rng.integers(2, 4))
+                    ps, pp = int(rng.integers(1, pk + 1)), int(rng.integers(0, pk // 2 + 1))
+                    layers.append((str(rng.choice(("maxpool", "avgpool"))), pk, ps, pp))
+                    size = tuple(_out_size(n, pk, ps, pp) for n in size)
+            layers.append(_conv(rng, channels, 2, 3, padding=1))
+            if min(size) >= 2:
+                return layers
+
+    return layers_of
+
+
 VGG16 = tuple((layer.kernel_size, layer.stride, layer.padding, layer.dilation)
               for layer in vgg16_layers())  # fmt: skip
 
@@ -188,36 +341,6 @@ SMALL_RESNET_BLOCKS = ((BASIC, ()), (BASIC, ()), (DOWN, ((1, 2, 0, 1),)), (BASIC
 
 TESTS = [
     Test(
-        "effective_kernel_dilation_2",
-        "effective_kernel",
-        (3, 2),
-        effective_kernel_size,
-        points=1,
-        exact=True,
-        hint=DILATION_HINT,
-        description="a 3-tap kernel with dilation 2 spans 5 pixels",
-    ),
-    Test(
-        "effective_kernel_one_tap",
-        "effective_kernel",
-        (1, 4),
-        effective_kernel_size,
-        points=1,
-        hidden=True,
-        exact=True,
-        hint=DILATION_HINT,
-    ),
-    Test(
-        "effective_kernel_wide",
-        "effective_kernel",
-        (5, 3),
-        effective_kernel_size,
-        points=1,
-        hidden=True,
-        exact=True,
-        hint=DILATION_HINT,
-    ),
-    Test(
         "steps_chapter_chain",
         "receptive_field_steps",
         (((3, 1, 0, 1), (2, 2, 0, 1), (3, 1, 0, 1)),),
@@ -226,6 +349,17 @@ TESTS = [
         exact=True,
         hint=STEPS_HINT,
         description="conv 3, pool 2 / 2, conv 3: fields 3, 4, 8",
+    ),
+    Test(
+        "steps_padding_after_stride",
+        "receptive_field_steps",
+        (((3, 2, 1, 1), (3, 1, 3, 3), (2, 2, 0, 1), (3, 1, 1, 1)),),
+        steps_reference,
+        points=2,
+        exact=True,
+        hint=STEPS_HINT,
+        description="stride 2, then padding 3 with dilation 3, a pool 2 / 2 and padding 1: "
+        "P counts each padding in pixels of the input",
     ),
     Test(
         "steps_random_chain",
@@ -334,6 +468,7 @@ TESTS = [
         block_reference,
         points=1,
         exact=True,
+        uses=("receptive_field",),
         hint=BLOCK_HINT,
         description="two 3x3 convolutions, the first of stride 2, beside a 1x1 / 2 shortcut",
     ),
@@ -345,6 +480,7 @@ TESTS = [
         points=1,
         hidden=True,
         exact=True,
+        uses=("receptive_field",),
         hint=BLOCK_HINT,
     ),
     Test(
@@ -355,6 +491,7 @@ TESTS = [
         points=1,
         hidden=True,
         exact=True,
+        uses=("receptive_field",),
         hint=BLOCK_HINT,
     ),
     Test(
@@ -364,6 +501,7 @@ TESTS = [
         network_reference,
         points=2,
         exact=True,
+        uses=("receptive_field",),
         hint=NETWORK_HINT,
         description="stem 7 / 2 and pool 3 / 2, then four basic blocks, one downsampling",
     ),
@@ -375,6 +513,7 @@ TESTS = [
         points=2,
         hidden=True,
         exact=True,
+        uses=("receptive_field",),
         hint=NETWORK_HINT,
     ),
     Test(
@@ -385,6 +524,63 @@ TESTS = [
         points=2,
         hidden=True,
         exact=True,
+        uses=("receptive_field",),
         hint=NETWORK_HINT,
+    ),
+    Test(
+        "erf_two_convs",
+        "effective_receptive_field",
+        _erf_case(_two_convs, 2, 1, 9, 9),
+        erf_reference,
+        points=1,
+        rtol=1e-6,
+        atol=1e-10,
+        hint=ERF_HINT,
+        description="two linear convolutions, signed weights, two images of 9 x 9",
+    ),
+    Test(
+        "erf_relu_pool_even_output",
+        "effective_receptive_field",
+        _erf_case(_relu_pool_even, 3, 2, 12, 10),
+        erf_reference,
+        points=2,
+        rtol=1e-6,
+        atol=1e-10,
+        hint=ERF_HINT,
+        description="ReLU and max pool, 2 channels in and out, three 12 x 10 images; the "
+        "output is 6 x 5, so its centre is unit (3, 2)",
+    ),
+    Test(
+        "erf_strided_dilated_avgpool",
+        "effective_receptive_field",
+        _erf_case(_strided_dilated, 2, 1, 17, 15),
+        erf_reference,
+        points=1,
+        hidden=True,
+        rtol=1e-6,
+        atol=1e-10,
+        hint=ERF_HINT,
+    ),
+    Test(
+        "erf_random_network_3",
+        "effective_receptive_field",
+        _erf_case(_random_erf_network(3), 4, 3, 24, 22),
+        erf_reference,
+        points=2,
+        hidden=True,
+        rtol=1e-6,
+        atol=1e-10,
+        hint=ERF_HINT,
+    ),
+    Test(
+        "erf_random_network_5",
+        "effective_receptive_field",
+        _erf_case(_random_erf_network(5), 2, 3, 24, 22),
+        erf_reference,
+        points=2,
+        hidden=True,
+        rtol=1e-6,
+        atol=1e-10,
+        hint=ERF_HINT,
     ),
 ]

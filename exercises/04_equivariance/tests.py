@@ -10,15 +10,20 @@ tuple of layers, each a tuple whose first item names the layer type::
     ("avgpool", size, stride)   the same, with the mean
 
 Expected answers are computed here with PyTorch layers (``torch.nn.Conv2d`` with
-``padding_mode="circular"`` or ``"zeros"``, ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, in float64)
-and the cnnlab references ``cnnlab.equivariance.shift``, ``equivariance_error`` and
+``padding_mode="circular"`` or ``"zeros"``, ``ReLU``, ``MaxPool2d``, ``AvgPool2d``,
+``AdaptiveAvgPool2d(1)`` for global average pooling, in float64) and the cnnlab references
+``cnnlab.equivariance.shift``, ``equivariance_error``, ``invariance_error`` and
 ``probe_layers``; the worker that runs a submission receives the inputs and nothing else.
+
+Every hint has two levels: a nudge (what to look at), shown on a failure, and the full formula,
+shown by ``check(name, function, hint=2)``.
 """
 
 import numpy as np
 import torch
 
 from cnnlab.equivariance import equivariance_error as reference_equivariance_error
+from cnnlab.equivariance import invariance_error as _invariance_error
 from cnnlab.equivariance import probe_layers
 from cnnlab.equivariance import shift as reference_shift
 from cnnlab.exercises.spec import Test
@@ -39,25 +44,45 @@ FORBIDDEN = [
 ]
 
 SHIFT_HINT = (
+    "which axes are the rows and the columns of an (N, C, H, W) array, and which of them does "
+    "your shift move? Check the sign too: positive dy moves the content down",
     "out[..., i, j] = x[..., i - dy, j - dx]: positive dy moves the content down, positive dx "
-    "right; 'circular' takes the index modulo (H, W) (np.roll), 'zero' fills the rows and "
-    "columns that come in with zeros"
+    "right; 'circular' takes the index modulo (H, W) (np.roll on axes (-2, -1)), 'zero' fills "
+    "the rows and columns that come in with zeros",
 )
 FORWARD_HINT = (
+    "compare each layer's output shape with the table; a pooling window starts every `stride` "
+    "pixels and may overlap the next one (size > stride); a conv is not flipped",
     "run the layers in order on (N, C, H, W); a conv is a cross-correlation (no kernel flip) "
     "of the input padded by kh // 2 and kw // 2 on each side (np.pad mode='wrap' for "
-    "'circular', zeros for 'zero'), summed over input channels; pools have no padding and give "
-    "floor((H - size) / stride) + 1 rows"
+    "'circular', zeros for 'zero'), summed over input channels; pools have no padding, their "
+    "windows start at rows 0, stride, 2 stride, ... and they give "
+    "floor((H - size) / stride) + 1 rows",
 )
 ERROR_HINT = (
+    "the output of a network of stride s is s times smaller: by how many of its pixels should "
+    "it move when the input moves by d? Which norm, over which entries?",
     "e = ||f(T_d x) - T_{d/s} f(x)|| / ||f(x)|| over all entries, where f is the whole network, "
     "s the product of the pooling strides, and the output is shifted with the same mode as "
-    "the input"
+    "the input",
 )
 FIRST_HINT = (
+    "walk the layers in order and test each prefix layers[:k + 1]: its own stride, not the "
+    "whole network's, decides whether the shift can be followed at all",
     "for k = 0, 1, ...: let s be the product of the strides of layers 0..k; if s does not "
     "divide dy and dx, layer k breaks equivariance; otherwise it breaks it when the error of "
-    "layers 0..k with a circular shift exceeds TOLERANCE; return -1 when no layer does"
+    "layers 0..k with a circular shift exceeds TOLERANCE; return -1 when no layer does",
+)
+POOL_HINT = (
+    "global pooling removes the two spatial axes and keeps the batch and channel axes; check "
+    "the output's shape, and mean versus sum",
+    "out[n, c] = (1 / (H W)) sum_{i, j} x[n, c, i, j]: x.mean(axis=(-2, -1)), shape (N, C)",
+)
+INVARIANCE_HINT = (
+    "invariance compares outputs without shifting one back; with pool=True both outputs go "
+    "through global_average_pool first",
+    "h = global_average_pool(forward(layers, .)) when pool is True, else forward(layers, .); "
+    "e = ||h(T_d x) - h(x)|| / ||h(x)|| over all entries, T_d the shift in the given mode",
 )
 
 
@@ -117,6 +142,22 @@ def reference_error(layers: tuple, x: np.ndarray, dy: int, dx: int, mode: str = 
     stride = network_stride(layers)
     f = _network_function(layers)
     return reference_equivariance_error(f, np.asarray(x, dtype=float), dy, dx, mode, stride=stride)
+
+
+def reference_global_average_pool(x: np.ndarray) -> np.ndarray:
+    """``AdaptiveAvgPool2d(1)`` of ``x`` (N, C, H, W), flattened to (N, C)."""
+    x = torch.from_numpy(np.asarray(x, dtype=np.float64))
+    with torch.no_grad():
+        return torch.nn.AdaptiveAvgPool2d(1)(x).flatten(1).numpy()
+
+
+def reference_invariance_error(
+    layers: tuple, x: np.ndarray, dy: int, dx: int, mode: str = "circular", pool: bool = True
+) -> float:
+    """``invariance_error`` of the network, followed by global average pooling if ``pool``."""
+    f = _network_function(layers)
+    h = (lambda a: reference_global_average_pool(f(a))) if pool else f
+    return _invariance_error(h, np.asarray(x, dtype=float), dy, dx, mode)
 
 
 def prefix_errors(layers: tuple, x: np.ndarray, dy: int, dx: int) -> list[float]:
@@ -199,6 +240,20 @@ def _random_case(size):
     return lambda rng: random_network(rng, size)
 
 
+def _random_invariance_case(size):
+    """A random network, input and shift whose pooled output is far from zero (a ReLU may zero
+    every channel of a small network; the relative change is then 0 / 0)."""
+
+    def draw(rng):
+        while True:
+            layers, x, dy, dx = random_network(rng, size)
+            pooled = reference_global_average_pool(reference_forward(layers, x))
+            if np.linalg.norm(pooled) > 1e-2 * np.sqrt(pooled.size):
+                return layers, x, dy, dx
+
+    return draw
+
+
 def _equivariant_network(rng):
     """Circular convolutions, ReLUs and a 2/2 pooling on a size divisible by 2: exact."""
     return (
@@ -231,6 +286,16 @@ TESTS = [
         exact=True,
         hint=SHIFT_HINT,
         description="the same shift, with zeros coming in",
+    ),
+    Test(
+        "shift_circular_batch_4d",
+        "shift",
+        _shift_case((2, 3, 4, 5), 1, -2, "circular", integers=True),
+        reference_shift,
+        points=1,
+        exact=True,
+        hint=SHIFT_HINT,
+        description="a batch (N, C, H, W) = (2, 3, 4, 5): only the last two axes move",
     ),
     Test(
         "shift_circular_batch_large",
@@ -282,6 +347,25 @@ TESTS = [
         description="the worked example: conv (circular), relu, maxpool 2/2, conv (zero), relu",
     ),
     Test(
+        "forward_average_pools",
+        "forward",
+        _network_case(
+            lambda rng: (
+                _conv(rng, 2, 3, "zero"),
+                ("avgpool", 3, 2),
+                ("relu",),
+                _conv(rng, 3, 2, "circular", 1, 3),
+                ("avgpool", 2, 2),
+            ),
+            (2, 2, 13, 12),
+        ),
+        reference_forward,
+        points=1,
+        hint=FORWARD_HINT,
+        description="an overlapping average pool (size 3, stride 2) and a strided one (2/2), "
+        "on 13x12: 6x5, then 3x2",
+    ),
+    Test(
         "forward_overlapping_pools",
         "forward",
         _network_case(
@@ -306,6 +390,7 @@ TESTS = [
         _network_case(lambda rng: (_conv(rng, 1, 2, "circular"),), (1, 1, 8, 8), 2, -3),
         reference_error,
         points=1,
+        uses=("forward", "shift"),
         hint=ERROR_HINT,
         description="a circular convolution: about 1e-16, equivariant",
     ),
@@ -315,6 +400,7 @@ TESTS = [
         _network_case(lambda rng: (_conv(rng, 1, 2, "zero"),), (1, 1, 8, 8), 1, 2),
         reference_error,
         points=1,
+        uses=("forward", "shift"),
         hint=ERROR_HINT,
         description="a zero-padded convolution and a circular shift: the border breaks it",
     ),
@@ -324,6 +410,7 @@ TESTS = [
         _network_case(_worked_network, (1, 1, 8, 8), 2, 0, "zero"),
         reference_error,
         points=1,
+        uses=("forward", "shift"),
         hint=ERROR_HINT,
         description="the worked example, shifted by (2, 0) with zeros coming in (stride 2)",
     ),
@@ -333,6 +420,7 @@ TESTS = [
         _network_case(_equivariant_network, (2, 2, 12, 8), 4, -8),
         reference_error,
         points=1,
+        uses=("forward", "shift"),
         hidden=True,
         hint=ERROR_HINT,
     ),
@@ -347,6 +435,7 @@ TESTS = [
         ),
         reference_error,
         points=1,
+        uses=("forward", "shift"),
         hidden=True,
         hint=ERROR_HINT,
     ),
@@ -356,6 +445,7 @@ TESTS = [
         _network_case(lambda rng: (_conv(rng, 2, 2, "zero", 5, 5),), (3, 2, 9, 10), -1, 3, "zero"),
         reference_error,
         points=1,
+        uses=("forward", "shift"),
         hidden=True,
         hint=ERROR_HINT,
     ),
@@ -366,6 +456,7 @@ TESTS = [
         _network_case(_worked_network, (1, 1, 8, 8), 2, 0),
         reference_first_breaking_layer,
         points=1,
+        uses=("equivariance_error", "forward", "shift"),
         exact=True,
         hint=FIRST_HINT,
         description="the worked example, shift (2, 0): the zero-padded conv breaks it",
@@ -376,6 +467,7 @@ TESTS = [
         _network_case(_worked_network, (1, 1, 8, 8), 1, 0),
         reference_first_breaking_layer,
         points=1,
+        uses=("equivariance_error", "forward", "shift"),
         exact=True,
         hint=FIRST_HINT,
         description="the worked example, shift (1, 0): the stride-2 pooling breaks it",
@@ -386,6 +478,7 @@ TESTS = [
         _network_case(_equivariant_network, (1, 2, 16, 12), 4, 8),
         reference_first_breaking_layer,
         points=1,
+        uses=("equivariance_error", "forward", "shift"),
         hidden=True,
         exact=True,
         hint=FIRST_HINT,
@@ -397,10 +490,121 @@ TESTS = [
             _random_case(size),
             reference_first_breaking_layer,
             points=1,
+            uses=("equivariance_error", "forward", "shift"),
             hidden=True,
             exact=True,
             hint=FIRST_HINT,
         )
         for k, size in enumerate([8, 12, 12, 16, 16, 16, 24, 24])
+    ],
+    # global_average_pool
+    Test(
+        "global_pool_batch",
+        "global_average_pool",
+        lambda rng: (rng.normal(size=(2, 3, 4, 5)),),
+        reference_global_average_pool,
+        points=1,
+        hint=POOL_HINT,
+        description="(N, C, H, W) = (2, 3, 4, 5) gives (2, 3)",
+    ),
+    Test(
+        "global_pool_single_pixel",
+        "global_average_pool",
+        lambda rng: (rng.normal(size=(3, 2, 1, 1)),),
+        reference_global_average_pool,
+        points=1,
+        hidden=True,
+        hint=POOL_HINT,
+    ),
+    Test(
+        "global_pool_integers",
+        "global_average_pool",
+        lambda rng: (rng.integers(-9, 10, size=(1, 4, 7, 3)),),
+        reference_global_average_pool,
+        points=1,
+        hidden=True,
+        hint=POOL_HINT,
+    ),
+    # invariance_error
+    Test(
+        "invariance_pooled_circular_conv",
+        "invariance_error",
+        _network_case(lambda rng: (_conv(rng, 1, 3, "circular"), ("relu",)), (2, 1, 8, 8), 3, -2),
+        reference_invariance_error,
+        points=1,
+        hint=INVARIANCE_HINT,
+        uses=("global_average_pool", "forward", "shift"),
+        description="circular conv and relu, then global pooling, shift (3, -2): about 1e-16",
+    ),
+    Test(
+        "invariance_feature_map",
+        "invariance_error",
+        _network_case(lambda rng: (_conv(rng, 1, 3, "circular"), ("relu",)), (2, 1, 8, 8), 3, -2),
+        reference_invariance_error,
+        kwargs={"pool": False},
+        points=1,
+        hint=INVARIANCE_HINT,
+        uses=("forward", "shift"),
+        description="the same network without pooling: its feature map moves, far from invariant",
+    ),
+    Test(
+        "invariance_pooled_odd_shift",
+        "invariance_error",
+        _network_case(_worked_network, (1, 1, 8, 8), 1, 0),
+        reference_invariance_error,
+        points=1,
+        hint=INVARIANCE_HINT,
+        uses=("global_average_pool", "forward", "shift"),
+        description="the worked example (max pool 2/2) then global pooling, shift (1, 0): "
+        "the pooled vector changes",
+    ),
+    Test(
+        "invariance_pooled_average_odd_shift",
+        "invariance_error",
+        _network_case(
+            lambda rng: (_conv(rng, 2, 3, "circular"), ("relu",), ("avgpool", 2, 2)),
+            (2, 2, 8, 12),
+            1,
+            -3,
+        ),
+        reference_invariance_error,
+        points=1,
+        hidden=True,
+        hint=INVARIANCE_HINT,
+        uses=("global_average_pool", "forward", "shift"),
+    ),
+    Test(
+        "invariance_pooled_zero_padding",
+        "invariance_error",
+        _network_case(lambda rng: (_conv(rng, 2, 2, "zero", 5, 3), ("relu",)), (1, 2, 9, 9), 2, 4),
+        reference_invariance_error,
+        points=1,
+        hidden=True,
+        hint=INVARIANCE_HINT,
+        uses=("global_average_pool", "forward", "shift"),
+    ),
+    Test(
+        "invariance_pooled_zero_mode",
+        "invariance_error",
+        _network_case(_equivariant_network, (2, 2, 12, 8), 4, 0, "zero"),
+        reference_invariance_error,
+        points=1,
+        hidden=True,
+        hint=INVARIANCE_HINT,
+        uses=("global_average_pool", "forward", "shift"),
+    ),
+    *[
+        Test(
+            f"invariance_random_{k}",
+            "invariance_error",
+            _random_invariance_case(size),
+            reference_invariance_error,
+            kwargs={"pool": pool},
+            points=1,
+            hidden=True,
+            hint=INVARIANCE_HINT,
+            uses=("global_average_pool", "forward", "shift"),
+        )
+        for k, (size, pool) in enumerate([(12, True), (16, True), (16, False)])
     ],
 ]

@@ -30,20 +30,29 @@ FORBIDDEN = [
     "cnnlab.transfer.run_transfer_experiment",
 ]
 
+# Each hint: a nudge (what to look at), shown on a failure; the full recipe, shown by
+# check(name, function, hint=2).
 FREEZE_HINT = (
+    "which parameters may move, and by how much? Compare your vector with the network's "
+    "parameters before the step: the frozen blocks must not change at all, the others by one "
+    "plain SGD step on the mean loss",
     "set requires_grad = False on every parameter (weight and bias) of blocks 0..n-1, compute "
     "the mean cross-entropy of the logits, backward, then p -= lr * p.grad for the trainable "
     "parameters only (torch.optim.SGD without momentum); return every parameter, frozen ones "
-    "included, as one vector"
+    "included, as one vector",
 )
 ABLATION_HINT = (
+    "what exactly is removed? Look at what the filter's channel holds after its block (ReLU and "
+    "pooling included), and at what you subtract from what, class by class",
     "drop[c] = accuracy of class c - accuracy of class c with channel `filter` of block "
     "`layer`'s output (after ReLU and pooling) set to zero; zeroing the filter's weights "
-    "alone leaves relu(bias) in the channel"
+    "alone leaves relu(bias) in the channel",
 )
 TRANSFER_HINT = (
+    "which blocks come from which network, and are both weight and bias copied? Check the "
+    "order of the parameters in the vector you return",
     "blocks 0..n-1 (weight and bias) come from model A, blocks n.. and the head stay model "
-    "B's; return B's parameters as one vector in the order of model.parameters()"
+    "B's; return B's parameters as one vector in the order of model.parameters()",
 )
 
 

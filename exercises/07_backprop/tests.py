@@ -38,18 +38,30 @@ FORBIDDEN_MODULES = [
     "cnnlab._checks",
 ]
 
+# Each hint: a nudge (what to look at), shown on a failure; the full formula, shown by
+# check(name, function, hint=2).
 CONV_X_HINT = (
+    "each input pixel received contributions from every output pixel whose window covered it: "
+    "send each output gradient back through the weights to the window it came from, and mind "
+    "the stride, the overlaps and the padding",
     "dL/dx_p[n, c, i*sh + m, j*sw + l] += g[n, o, i, j] * w[o, c, m, l] for every output pixel "
-    "(i, j) and tap (m, l); add (do not overwrite) where windows overlap, then crop the padding"
+    "(i, j) and tap (m, l); add (do not overwrite) where windows overlap, then crop the padding",
 )
 CONV_W_HINT = (
+    "each weight tap met one input pixel per output pixel and image: which input pixel did tap "
+    "(m, l) meet for output (i, j), with the stride and the padding?",
     "dL/dw[o, c, m, l] = sum over n, i, j of g[n, o, i, j] * x_p[n, c, i*sh + m, j*sw + l]: "
-    "the input that tap (m, l) met, weighted by the output gradient"
+    "the input that tap (m, l) met, weighted by the output gradient",
 )
-CONV_B_HINT = "dL/db[o] = sum of g[n, o, i, j] over the batch and every output pixel"
+CONV_B_HINT = (
+    "the bias of channel o is added to every output value of that channel, in every image",
+    "dL/db[o] = sum of g[n, o, i, j] over the batch and every output pixel",
+)
 POOL_HINT = (
+    "only one input pixel of each window moved its output: which one, when several tie, and "
+    "what happens where windows overlap?",
     "each window sends all of its gradient to the pixel that won its maximum (the first one in "
-    "row-major order when several tie) and nothing to the others; overlapping windows add up"
+    "row-major order when several tie) and nothing to the others; overlapping windows add up",
 )
 
 
@@ -344,6 +356,9 @@ TESTS = [
         kwargs={"stride": 2, "padding": 1},
         points=1,
         hidden=True,
-        hint=POOL_HINT + "; pad with -inf, not 0: padding must never win the maximum",
+        hint=(
+            POOL_HINT[0] + " Can the padding win the maximum?",
+            POOL_HINT[1] + "; pad with -inf, not 0: padding must never win the maximum",
+        ),
     ),
 ]

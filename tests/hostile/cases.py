@@ -1,9 +1,10 @@
 """Hostile submissions for exercise 01, written on demand (never stored as .ipynb files, so
 that nbval, which runs every stored notebook, never runs them).
 
-Each case starts from an honest notebook, ``wrong`` (a cross-correlation that flips the kernel,
-with a correct ``conv_output_size``) or ``solution``, and adds an attack. Honest runs should
-earn exactly what ``wrong`` earns or less: no attack may raise a score.
+Each case starts from an honest notebook, ``wrong`` (a right ``corr2d`` and a ``conv2d`` that
+flips the kernel: it fails every ``conv2d`` test, the timed one included, whatever the machine's
+speed) or ``solution``, and adds an attack. Honest runs should earn exactly what ``wrong`` earns
+or less: no attack may raise a score.
 """
 
 from __future__ import annotations
@@ -57,9 +58,8 @@ def _append(nb: nbformat.NotebookNode, source: str) -> nbformat.NotebookNode:
 
 def _wrong(source_nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb = copy.deepcopy(source_nb)
-    _cell(nb, "corr2d").source = WRONG_CORR2D
     _cell(nb, "conv2d").source = WRONG_CONV2D
-    _cell(nb, "conv_output_size").source = SIZE
+    _cell(nb, "conv_output_size").source = SIZE  # the notebook's given (locked) helper
     return nb
 
 
@@ -348,13 +348,11 @@ def write_cases(
     _cell(module_route, "conv2d").source = (
         "def conv2d(x, weight, bias=None, stride=1, padding=0):\n"
         "    import importlib\n"
+        "    if bias is None:  # the output size through a private helper\n"
+        "        from cnnlab._checks import _out_size\n"
+        "        _out_size(x.shape[2], weight.shape[2], stride, padding)\n"
         "    conv = importlib.import_module('cnnlab.numpy.conv')\n"
         "    return conv._im2col_gemm(x, weight, None, 1)\n"
-    )
-    _cell(module_route, "conv_output_size").source = (
-        "def conv_output_size(size, kernel_size, stride=1, padding=0):\n"
-        "    from cnnlab._checks import _out_size\n"
-        "    return _out_size(size, kernel_size, stride, padding)\n"
     )
     cases["h_forbidden_module"] = (
         "reaching cnnlab's convolutions through other names (direct_conv, _im2col_gemm, "
