@@ -110,6 +110,24 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _keep_hidden_inputs_secret(exercise: str, out: str) -> None:
+    """Without a secret from ``CNNLAB_HIDDEN_SEED`` or the exercise's ``HIDDEN_SEED``, grade
+    with the one kept in the report folder (drawn there the first time): hidden inputs then
+    cannot be drawn ahead of grading from the public seeding scheme."""
+    import os
+
+    from cnnlab.exercises.spec import HIDDEN_SEED_VARIABLE, load_exercise, stored_secret
+
+    if os.environ.get(HIDDEN_SEED_VARIABLE):
+        return
+    try:
+        if load_exercise(exercise).hidden_seed:
+            return
+    except (OSError, ValueError, ImportError, SyntaxError):
+        return  # grading reports what is wrong with the exercise
+    os.environ[HIDDEN_SEED_VARIABLE] = stored_secret(out)
+
+
 def _grade(args: argparse.Namespace) -> int:
     from cnnlab.exercises.cluster import ClusterError
     from cnnlab.exercises.grading import IsolationError, Limits
@@ -149,6 +167,10 @@ def _grade(args: argparse.Namespace) -> int:
         network=args.allow_network,
         disk_mb=args.disk_mb,
     )
+    try:
+        _keep_hidden_inputs_secret(args.exercise, args.out)
+    except (OSError, ValueError) as error:
+        return _fail(str(error))
     if args.scheduler is not None:
         from functools import partial
 

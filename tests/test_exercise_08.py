@@ -4,7 +4,7 @@ The grading test releases the exercise and grades one batch: the instructor solu
 released notebook, an honest wrong answer (its columns are ordered kernel tap first, then
 channel, the layout of a channels-last weight, so only single-channel and 1x1 cases, the speed
 test's single-channel layer among them, come out right), a correct solution that loops over output pixels (it must lose exactly the speed test),
-a correct solution that multiplies by broadcasting (a 144 MiB temporary: it must lose
+a correct solution that multiplies by broadcasting (a 2.4 GB temporary: it must lose
 exactly the memory test), and a correct solution that makes more copies than needed (stacked
 tap slices, a transposed copy, np.einsum: it must keep full marks). The measurements behind those two tests (processor time read from
 outside the measured process, resident memory sampled and its high-water mark, a reference
@@ -452,14 +452,14 @@ def test_a_loop_over_output_pixels_loses_exactly_the_speed_test(graded):
 
 
 def test_broadcasting_the_product_loses_exactly_the_memory_test(graded):
+    """Its temporary on the memory test's layer, (1, 512, 576, 1024) float64, is 2.4 GB: more
+    than the worker may hold at all, so no scratch reserved before the call can hold it."""
     result = graded["broadcasting"]
-    assert result.status == "ok", result.cell_errors
+    assert result.status == "memory", result.cell_errors
     failed = _failed(result)
     assert set(failed) == {MEMORY}, failed
-    message = failed[MEMORY]
-    assert message.startswith("the answer is right, but its memory grew by ")
-    assert message.endswith("the limit is 32 MiB")
-    assert float(message.split("grew by ")[1].split(" MiB")[0]) > 100
+    print(failed[MEMORY])
+    assert "memory" in failed[MEMORY].lower()
 
 
 def test_torch_and_window_views_are_unavailable_in_the_worker(graded):

@@ -159,6 +159,51 @@ class Test:
 HIDDEN_SEED_VARIABLE = "CNNLAB_HIDDEN_SEED"
 
 
+#: The file in a grading output folder that keeps the secret ``cnnlab grade`` drew for it.
+SECRET_FILE = "hidden-seed"
+
+
+def stored_secret(folder: str | Path) -> str:
+    """The hidden-input secret kept in ``folder/hidden-seed``, drawn (128 random bits) and
+    stored, readable by its owner only, the first time.
+
+    ``cnnlab grade`` uses it when neither ``CNNLAB_HIDDEN_SEED`` nor the exercise's
+    ``HIDDEN_SEED`` gives a secret, so that the hidden inputs cannot be drawn ahead of grading
+    from the public seeding scheme, while grading again into the same folder draws the same
+    inputs. A link or a file of another owner there is refused.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> first = stored_secret(folder)
+    >>> len(first), stored_secret(folder) == first
+    (32, True)
+    """
+    import secrets
+
+    path = Path(folder) / SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(descriptor) as stored:
+            info = os.fstat(stored.fileno())
+            if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+                raise ValueError(
+                    f"{path} is not a secret: it belongs to another user or others may read it"
+                ) from None
+            secret = stored.read().strip()
+        if not secret:
+            raise ValueError(f"{path} is empty: delete it to draw a new secret") from None
+        return secret
+    secret = secrets.token_hex(16)
+    with os.fdopen(descriptor, "w") as stored:
+        stored.write(secret + "\n")
+    return secret
+
+
 def draw_inputs(test: Test, hidden_seed: str = "") -> tuple[tuple, dict]:
     """Return the ``(args, kwargs)`` of ``test``, drawn from a generator seeded by its name.
 

@@ -279,7 +279,7 @@ TESTS = [
     Test(
         "conv2d_im2col_memory",
         "conv2d_im2col",
-        _layer(2, 8, 66, 66, 32, 3, 3),
+        _layer(1, 64, 34, 34, 512, 3, 3),
         reference_conv2d,
         points=3,
         hidden=True,
