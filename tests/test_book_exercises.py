@@ -34,8 +34,9 @@ def source_cells(name: str) -> list[str]:
 
 def solution_lines(name: str) -> set[str]:
     """Lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` that appear nowhere else
-    in the instructor's notebook (so a line such as ``return out`` that the given code also
-    holds is not counted), stripped, of at least 8 characters."""
+    in the instructor's notebook, not even inside a longer line (so a line such as
+    ``return out`` that the given code also holds is not counted), stripped, of at least 8
+    characters."""
     inside, outside = set(), set()
     for source in source_cells(name):
         solving = False
@@ -47,7 +48,12 @@ def solution_lines(name: str) -> set[str]:
                 solving = False
             elif stripped:
                 (inside if solving else outside).add(stripped)
-    return {line for line in inside - outside if len(line) >= 8 and not line.startswith("#")}
+    given = " ".join(" ".join(outside).split())
+    return {
+        line
+        for line in inside - outside
+        if len(line) >= 8 and not line.startswith("#") and " ".join(line.split()) not in given
+    }
 
 
 def hidden_test_names(name: str) -> list[str]:
