@@ -10,6 +10,7 @@ Loaded by ``_config.yml`` (``sphinx.local_extensions``). Two jobs:
   256 colours (exactly, when it has no more; by median cut without dithering otherwise) when that
   is smaller, keeping its dpi. Matplotlib's drawings use few colours, so most are unchanged to
   the eye and lose half their bytes. The notebooks keep their original images.
+- Downloadable notebooks without a glued output's second copy (:func:`drop_glued_copies`).
 - Pruning. The theme packages copy files into ``_static/`` that no page requests: source maps
   (``*.map``), the theme's translation catalogues (used at build time), TrueType copies of the icon fonts (the ``woff2`` ones are used) and the icon fonts
   of families no page uses. They are deleted after the build.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -188,8 +190,14 @@ def prune_static(app: Sphinx, exception: Exception | None) -> None:
         for p in (static / "mathjax").rglob("*")
         if p.is_file() and not (vendor / p.relative_to(static)).is_file()
     ]
-    for family, css_class in [("brands", "fa-brands"), ("regular", "fa-regular")]:
-        if not any(css_class in page for page in pages):
+    # The theme draws a brand icon for an "fa-brands" element and before a link it shortens to a
+    # GitHub or GitLab address (class "github" or "gitlab").
+    markers = {
+        "brands": ("fa-brands", 'class="github ', 'class="gitlab '),
+        "regular": ("fa-regular",),
+    }
+    for family, classes in markers.items():
+        if not any(marker in page for page in pages for marker in classes):
             doomed += list(fonts.glob(f"fa-{family}-*"))
     # Figures of earlier runs of a notebook, which no page shows any more.
     shown = {name for page in pages for name in re.findall(r"_images/([^\"'?#\s]+)", page)}
@@ -202,6 +210,50 @@ def prune_static(app: Sphinx, exception: Exception | None) -> None:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
     logger.info(f"sphinx_site: removed {len(doomed)} unused files ({freed / 1e6:.1f} MB)")
+
+
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def _glued_copy(output: dict, others: list[dict]) -> bool:
+    """Whether ``output`` is a glued value (MyST-NB ``glue``) that another output of the same
+    cell also shows, byte for byte."""
+    if "scrapbook" not in output.get("metadata", {}):
+        return False
+
+    def text(data: dict) -> dict:  # a value is stored as one string or as a list of lines
+        return {k.removeprefix(GLUE_PREFIX): "".join(v) for k, v in data.items()}
+
+    glued = text(output.get("data", {}))
+    return any(o is not output and text(o.get("data", {})) == glued for o in others)
+
+
+def drop_glued_copies(app: Sphinx, exception: Exception | None) -> None:
+    """The downloadable notebooks (``_sources/``) without the second copy of a glued output.
+
+    A cell that places an animation under a numbered caption glues it (``glue(name, player,
+    display=False)``, which ``{glue:figure}`` reads at build time) and also shows it (its last
+    expression), so that it plays in Jupyter: the stored notebook holds it twice. The copy a
+    reader downloads keeps the one Jupyter shows and drops the glued one, which only the build
+    reads; nothing a reader sees changes, and the animations' bytes are not sent twice.
+    """
+    if exception is not None or app.builder.format != "html":
+        return
+    saved = 0
+    for path in Path(app.outdir, "_sources").rglob("*.ipynb"):
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        changed = False
+        for cell in notebook.get("cells", []):
+            outputs = cell.get("outputs", [])
+            kept = [o for o in outputs if not _glued_copy(o, outputs)]
+            if len(kept) != len(outputs):
+                cell["outputs"], changed = kept, True
+        if changed:
+            before = path.stat().st_size
+            path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", "utf-8")
+            saved += before - path.stat().st_size
+    if saved:
+        logger.info(f"sphinx_site: downloadable notebooks {saved / 1e6:.1f} MB lighter")
 
 
 def _static_digest(app: Sphinx) -> str:
@@ -230,4 +282,5 @@ def setup(app: Sphinx) -> dict:
     app.connect("doctree-resolved", add_alt_text)
     app.connect("build-finished", prune_static)
     app.connect("build-finished", lighten_images)
+    app.connect("build-finished", drop_glued_copies)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
