@@ -10,7 +10,6 @@ Loaded by ``_config.yml`` (``sphinx.local_extensions``). Two jobs:
   256 colours (exactly, when it has no more; by median cut without dithering otherwise) when that
   is smaller, keeping its dpi. Matplotlib's drawings use few colours, so most are unchanged to
   the eye and lose half their bytes. The notebooks keep their original images.
-- Downloadable notebooks without a glued output's second copy (:func:`drop_glued_copies`).
 - Pruning. The theme packages copy files into ``_static/`` that no page requests: source maps
   (``*.map``), the theme's translation catalogues (used at build time), TrueType copies of the icon fonts (the ``woff2`` ones are used) and the icon fonts
   of families no page uses. They are deleted after the build.
@@ -21,7 +20,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 import re
 from pathlib import Path
 
@@ -212,50 +210,6 @@ def prune_static(app: Sphinx, exception: Exception | None) -> None:
     logger.info(f"sphinx_site: removed {len(doomed)} unused files ({freed / 1e6:.1f} MB)")
 
 
-GLUE_PREFIX = "application/papermill.record/"
-
-
-def _glued_copy(output: dict, others: list[dict]) -> bool:
-    """Whether ``output`` is a glued value (MyST-NB ``glue``) that another output of the same
-    cell also shows, byte for byte."""
-    if "scrapbook" not in output.get("metadata", {}):
-        return False
-
-    def text(data: dict) -> dict:  # a value is stored as one string or as a list of lines
-        return {k.removeprefix(GLUE_PREFIX): "".join(v) for k, v in data.items()}
-
-    glued = text(output.get("data", {}))
-    return any(o is not output and text(o.get("data", {})) == glued for o in others)
-
-
-def drop_glued_copies(app: Sphinx, exception: Exception | None) -> None:
-    """The downloadable notebooks (``_sources/``) without the second copy of a glued output.
-
-    A cell that places an animation under a numbered caption glues it (``glue(name, player,
-    display=False)``, which ``{glue:figure}`` reads at build time) and also shows it (its last
-    expression), so that it plays in Jupyter: the stored notebook holds it twice. The copy a
-    reader downloads keeps the one Jupyter shows and drops the glued one, which only the build
-    reads; nothing a reader sees changes, and the animations' bytes are not sent twice.
-    """
-    if exception is not None or app.builder.format != "html":
-        return
-    saved = 0
-    for path in Path(app.outdir, "_sources").rglob("*.ipynb"):
-        notebook = json.loads(path.read_text(encoding="utf-8"))
-        changed = False
-        for cell in notebook.get("cells", []):
-            outputs = cell.get("outputs", [])
-            kept = [o for o in outputs if not _glued_copy(o, outputs)]
-            if len(kept) != len(outputs):
-                cell["outputs"], changed = kept, True
-        if changed:
-            before = path.stat().st_size
-            path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", "utf-8")
-            saved += before - path.stat().st_size
-    if saved:
-        logger.info(f"sphinx_site: downloadable notebooks {saved / 1e6:.1f} MB lighter")
-
-
 def _static_digest(app: Sphinx) -> str:
     digest = hashlib.sha256()
     for folder in app.config.html_static_path:
@@ -282,5 +236,4 @@ def setup(app: Sphinx) -> dict:
     app.connect("doctree-resolved", add_alt_text)
     app.connect("build-finished", prune_static)
     app.connect("build-finished", lighten_images)
-    app.connect("build-finished", drop_glued_copies)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
